@@ -1,0 +1,296 @@
+/*!
+The command-line commands besides `serve`: `check-config`, `sign`, `export`,
+`share-link` and `backup`. Each returns a [`CliError`] carrying the exit code: 2 for bad
+usage, bad config or a bad filter value, 1 for a runtime failure.
+*/
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError, Env, Needs};
+use crate::export::{self, Filters, Format};
+use crate::signature;
+use crate::storage;
+
+/// A failed command: the message (one sentence) and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// 2: usage, config or filter; 1: runtime.
+    pub code: u8,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl CliError {
+    /// Exit 2.
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    /// Exit 1.
+    pub fn runtime(message: impl Into<String>) -> CliError {
+        CliError {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::usage(e.0)
+    }
+}
+
+fn print_warnings(cfg: &Config) {
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// `check-config`: validate, print the summary (and the fallback TwiML).
+pub fn check_config(path: &Path, fallback_twiml: bool) -> Result<(), CliError> {
+    let cfg = Config::load(path, &Env::from_process())?;
+    print_warnings(&cfg);
+    if let Some(dir) = cfg.storage_path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        eprintln!(
+            "warning: the database folder {} does not exist; create it before `calltrackd serve`",
+            dir.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    let mut text = format!("{} is valid\n{}", path.display(), cfg.summary());
+    if fallback_twiml {
+        text.push_str(&fallback_twiml_text(&cfg));
+    }
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+/// Static TwiML per forwarded number, for a TwiML Bin used as Twilio's fallback URL.
+pub fn fallback_twiml_text(cfg: &Config) -> String {
+    let mut nums: Vec<_> = cfg
+        .rules
+        .numbers
+        .values()
+        .filter(|n| n.forward_to.is_some())
+        .collect();
+    nums.sort_by(|a, b| a.number.cmp(&b.number));
+    let mut s = String::from(
+        "\nFallback TwiML: for each number, create a TwiML Bin with this content and set it as the\nnumber's \"Primary handler fails\" (voice fallback) URL in the Twilio console, so calls\nstill ring through while calltrackd is down (such calls are not recorded).\n",
+    );
+    if nums.is_empty() {
+        s.push_str("(no number has a forward_to)\n");
+    }
+    for n in nums {
+        let forward = n.forward_to.as_deref().unwrap_or_default();
+        s.push_str(&format!(
+            "\n# {} ({})\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Dial timeout=\"{}\" answerOnBridge=\"true\"><Number>{forward}</Number></Dial></Response>\n",
+            n.number, n.user, n.ring_timeout_seconds
+        ));
+    }
+    s
+}
+
+/// `sign`: the signature Twilio would send for a form POST of `params` to `url`.
+pub fn sign(config: &Path, url: &str, params: &[String]) -> Result<String, CliError> {
+    let mut pairs = Vec::with_capacity(params.len());
+    for p in params {
+        match p.split_once('=') {
+            Some((k, v)) => pairs.push((k.to_owned(), v.to_owned())),
+            None => {
+                return Err(CliError::usage(format!(
+                    "sign: parameter {p:?} has no `=`; write NAME=VALUE, e.g. CallSid=CA123"
+                )));
+            }
+        }
+    }
+    let env = Env::from_process();
+    let token = match env.twilio_auth_token.as_deref() {
+        Some(t) if !t.trim().is_empty() => crate::config::Secret::new(t.trim().to_owned()),
+        Some(_) => {
+            return Err(CliError::usage(
+                "environment variable TWILIO_AUTH_TOKEN is set but empty; unset it or give it the token",
+            ));
+        }
+        None => {
+            let cfg = Config::load_for(
+                config,
+                &env,
+                Needs {
+                    auth_token: true,
+                    export_token: false,
+                },
+            )?;
+            cfg.auth_tokens[0].clone()
+        }
+    };
+    Ok(signature::compute(&token, url, &signature::canonical_params(&pairs)))
+}
+
+/// The flags `export` and `share-link` share.
+#[derive(Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// `--from`
+    pub from: Option<String>,
+    /// `--to`
+    pub to: Option<String>,
+    /// `--user`
+    pub user: Option<String>,
+    /// `--source`
+    pub source: Option<String>,
+    /// `--qualified`
+    pub qualified: Option<String>,
+}
+
+impl FilterArgs {
+    /// As `name=value` pairs, so the CLI and HTTP parse filters the same way.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("user", &self.user),
+            ("source", &self.source),
+            ("qualified", &self.qualified),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone())))
+        .collect()
+    }
+}
+
+fn parse_format(s: Option<&str>) -> Result<Format, CliError> {
+    Format::parse(s.unwrap_or("csv")).map_err(|e| CliError::usage(format!("--format: {e}")))
+}
+
+/// A file written next to its destination and renamed into place when complete.
+fn write_atomically(dest: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), CliError> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| CliError::usage(format!("{} is not a file name", dest.display())))?;
+    let tmp = dest.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let result = write(&tmp).and_then(|_| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, dest))
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CliError::runtime(format!("cannot write {}: {e}", dest.display())));
+    }
+    Ok(())
+}
+
+/// `export`: the calls as CSV (stdout or file) or XLSX (file).
+pub fn export(config: &Path, filters: &FilterArgs, format: Option<&str>, output: Option<&Path>) -> Result<(), CliError> {
+    let format = parse_format(format)?;
+    if format == Format::Xlsx && output.is_none() {
+        return Err(CliError::usage(
+            "export --format xlsx needs --output FILE (a workbook is not written to a terminal)",
+        ));
+    }
+    let cfg = Config::load_for(config, &Env::from_process(), Needs::NONE)?;
+    let tz = cfg.export.timezone;
+    let f = Filters::from_pairs(&filters.pairs(), tz).map_err(|e| CliError::usage(format!("export: {e}")))?;
+    let db = cfg.storage_path.clone();
+    // Open once up front so a missing database is a clear runtime error, not a file.
+    storage::open_reader(&db).map_err(|e| CliError::runtime(e.to_string()))?;
+    match (format, output) {
+        (Format::Xlsx, Some(out)) => write_atomically(out, |tmp| export::write_xlsx(&db, f, tz, tmp).map(|_| ())),
+        (Format::Csv, Some(out)) => write_atomically(out, |tmp| {
+            let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+            let mut w = std::io::BufWriter::new(file);
+            export::write_csv(&db, f, tz, &mut w)?;
+            w.flush().map_err(|e| e.to_string())
+        }),
+        (_, None) => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            match export::write_csv(&db, f, tz, &mut w).and_then(|_| w.flush().map_err(|e| e.to_string())) {
+                Ok(()) => Ok(()),
+                // `| head` closing the pipe is not an error.
+                Err(e) if e.contains("Broken pipe") => Ok(()),
+                Err(e) => Err(CliError::runtime(format!("export failed: {e}"))),
+            }
+        }
+    }
+}
+
+/// `share-link`: a read-only, expiring export URL.
+pub fn share_link(config: &Path, filters: &FilterArgs, format: Option<&str>, days: Option<i64>) -> Result<String, CliError> {
+    if filters.from.is_some() || filters.to.is_some() {
+        return Err(CliError::usage(
+            "share-link takes no --from/--to; the person using the link may add from= and to= to narrow it",
+        ));
+    }
+    let format = parse_format(format)?;
+    let days = days.unwrap_or(90);
+    if !(1..=3650).contains(&days) {
+        return Err(CliError::usage(format!("--days {days} is out of range; give 1 to 3650 (default 90)")));
+    }
+    let cfg = Config::load_for(
+        config,
+        &Env::from_process(),
+        Needs {
+            auth_token: false,
+            export_token: true,
+        },
+    )?;
+    Filters::from_pairs(&filters.pairs(), cfg.export.timezone).map_err(|e| CliError::usage(format!("share-link: {e}")))?;
+    let token = cfg.export.token.as_ref().ok_or_else(|| {
+        CliError::usage(format!(
+            "{}: [export] has no `token`; set `token` (or `token_file`, or $CALLTRACKD_EXPORT_TOKEN): share links are signed with it",
+            config.display()
+        ))
+    })?;
+    let base = cfg.server.public_url.as_deref().ok_or_else(|| {
+        CliError::usage(format!(
+            "{}: [server] has no `public_url`; set it to the address the link should point at, e.g. \"https://calls.example.com\"",
+            config.display()
+        ))
+    })?;
+    let expires = chrono::Utc::now().timestamp() + days * 86_400;
+    let query = export::share_query(token, format, &filters.pairs(), expires);
+    Ok(format!("{base}/calls.{}?{query}", format.ext()))
+}
+
+/// `backup DEST`: a consistent, verified copy of the database, safe while serving.
+pub fn backup(config: &Path, dest: &Path) -> Result<String, CliError> {
+    let cfg = Config::load_for(config, &Env::from_process(), Needs::NONE)?;
+    if dest.exists() {
+        return Err(CliError::usage(format!(
+            "backup: {} already exists; remove it or choose another file name",
+            dest.display()
+        )));
+    }
+    let tmp: PathBuf = dest.with_file_name(format!(
+        ".{}.partial",
+        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let result = storage::backup_into(&cfg.storage_path, &tmp).and_then(|calls| {
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| storage::StorageError(format!("cannot rename into {}: {e}", dest.display())))?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(calls)
+    });
+    match result {
+        Ok(calls) => Ok(format!(
+            "backup of {} written to {} ({calls} calls, integrity check ok)",
+            cfg.storage_path.display(),
+            dest.display()
+        )),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(CliError::runtime(format!("backup failed: {e}")))
+        }
+    }
+}

@@ -1,0 +1,196 @@
+/*!
+`calltrackd serve`: start-up, signals, reload and a clean stop.
+
+Start-up opens the database (exit 1 if it cannot), binds the listeners (exit 1 if the port
+is taken), starts the workers and tells systemd it is ready. Then the main thread waits:
+
+- `SIGTERM`/`SIGINT`: stop accepting, let the workers finish the requests in flight and
+  those already queued, let the writer commit what it holds, close the database, exit 0;
+- `SIGHUP`: reload `[[numbers]]` and `[qualify]` from the config file; a file that fails
+  to load is refused with a logged error and the old rules stay;
+- the listener dying (tiny_http gives up after an accept error): stop and exit 1, so
+  systemd restarts the daemon rather than leaving it alive and deaf.
+*/
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, RwLock};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::{Config, Env};
+use crate::export;
+use crate::http::{self, Response};
+use crate::metrics::Metrics;
+use crate::routes::{self, App};
+use crate::storage::{BatchObserver, Store};
+use crate::systemd;
+
+enum Event {
+    Signal(i32),
+    Fatal(String),
+}
+
+/// Runs the daemon until a stop signal (Ok) or a fatal error (Err, exit 1).
+pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let rules = Arc::new(RwLock::new(Arc::new(cfg.rules.clone())));
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = Store::start(
+        &cfg.storage_path,
+        Arc::clone(&rules),
+        Arc::clone(&metrics) as Arc<dyn BatchObserver>,
+    )
+    .map_err(|e| e.to_string())?;
+
+    let server = http::Server::bind(cfg.server.listen, cfg.server.max_body_bytes)?;
+    let addr = server.local_addr();
+    let metrics_server = match cfg.server.metrics_listen {
+        Some(a) => Some(http::Server::bind(a, 1024)?),
+        None => None,
+    };
+
+    let (tx, rx) = channel::<Event>();
+    let fatal_tx = std::sync::Mutex::new(tx.clone());
+    let on_fatal: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |msg| {
+        if let Ok(tx) = fatal_tx.lock() {
+            let _ = tx.send(Event::Fatal(msg));
+        }
+    });
+
+    let app = Arc::new(App {
+        public_url: cfg.server.public_url.clone(),
+        max_body_bytes: cfg.server.max_body_bytes,
+        auth_tokens: cfg.auth_tokens.clone(),
+        rules: Arc::clone(&rules),
+        store,
+        export: export::Settings {
+            db_path: cfg.storage_path.clone(),
+            token: cfg.export.token.clone(),
+            timezone: cfg.export.timezone,
+        },
+        metrics: Arc::clone(&metrics),
+    });
+    let handler_app = Arc::clone(&app);
+    let running = server.run(
+        "http",
+        cfg.server.workers,
+        Arc::new(move |req: &mut http::Request| routes::handle(&handler_app, req)),
+        Arc::clone(&on_fatal),
+    )?;
+    let metrics_running = match metrics_server {
+        Some(ms) => {
+            let m = Arc::clone(&metrics);
+            let db = cfg.storage_path.clone();
+            let maddr = ms.local_addr();
+            let r = ms.run(
+                "metrics",
+                1,
+                Arc::new(move |req: &mut http::Request| metrics_route(&m, &db, req)),
+                Arc::clone(&on_fatal),
+            )?;
+            log::info!("metrics on http://{maddr}/metrics");
+            Some(r)
+        }
+        None => None,
+    };
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let signals_handle = signals.handle();
+    let sig_tx: Sender<Event> = tx;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if sig_tx.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+
+    log::info!(
+        "calltrackd {} listening on http://{addr} (webhook {}), database {}, {} numbers",
+        env!("CARGO_PKG_VERSION"),
+        routes::WEBHOOK_PATH,
+        cfg.storage_path.display(),
+        cfg.rules.numbers.len()
+    );
+    let stopping = Arc::new(AtomicBool::new(false));
+    systemd::notify("READY=1");
+    systemd::start_watchdog(addr, Arc::clone(&stopping));
+
+    let result = loop {
+        match rx.recv() {
+            Ok(Event::Signal(SIGHUP)) => reload(&cfg, &env, &rules, &metrics),
+            Ok(Event::Signal(s)) => {
+                log::info!(
+                    "{} received: finishing requests in flight, then stopping",
+                    if s == SIGINT { "SIGINT" } else { "SIGTERM" }
+                );
+                break Ok(());
+            }
+            Ok(Event::Fatal(msg)) => {
+                log::error!("{msg}: stopping with exit code 1 so the service manager restarts calltrackd");
+                break Err(msg);
+            }
+            Err(_) => break Err("the event channel closed".into()),
+        }
+    };
+
+    stopping.store(true, Ordering::Relaxed);
+    systemd::notify("STOPPING=1");
+    signals_handle.close();
+    running.stop();
+    if let Some(m) = metrics_running {
+        m.stop();
+    }
+    drop(on_fatal);
+    // The last handle to the store: the writer finishes its queue and closes the file.
+    drop(app);
+    let _ = writer.join();
+    if result.is_ok() {
+        log::info!("stopped cleanly");
+    }
+    result
+}
+
+fn reload(cfg: &Config, env: &Env, rules: &RwLock<Arc<crate::config::Rules>>, metrics: &Metrics) {
+    match Config::load(&cfg.path, env) {
+        Ok(new) => {
+            for w in &new.warnings {
+                log::warn!("{w}");
+            }
+            let n = new.rules.numbers.len();
+            let min = new.rules.min_duration_seconds;
+            match rules.write() {
+                Ok(mut r) => *r = Arc::new(new.rules),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(new.rules),
+            }
+            metrics.count_reload(true);
+            log::info!(
+                "SIGHUP: reloaded {}: {n} numbers, qualified at {min} s (other settings need a restart)",
+                cfg.path.display()
+            );
+        }
+        Err(e) => {
+            metrics.count_reload(false);
+            log::error!("SIGHUP: reload refused, keeping the previous numbers and rules: {e}");
+        }
+    }
+}
+
+fn metrics_route(metrics: &Metrics, db: &std::path::Path, req: &mut http::Request) -> Response {
+    match (req.path(), req.method()) {
+        ("/metrics", http::Method::Get | http::Method::Head) => Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/plain; version=0.0.4; charset=utf-8".into())],
+            body: http::Body::Bytes(metrics.render(db).into_bytes()),
+        },
+        ("/metrics", _) => Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"),
+        _ => Response::text(404, "not found\n"),
+    }
+}

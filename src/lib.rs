@@ -1,0 +1,27 @@
+/*!
+calltrackd: a self-hosted Twilio call-tracking daemon.
+
+Twilio posts voice webhooks and call status callbacks; calltrackd verifies each
+request's `X-Twilio-Signature` ([`signature`]), parses it ([`twilio`]), answers incoming
+calls with TwiML that forwards them, stores every request verbatim and derives one row
+per call ([`storage`], [`calls`]), and hands the calls out as CSV or XLSX ([`export`]).
+
+Where things happen:
+- a callback is verified in [`routes`] (the webhook handler, with [`signature::verify`]);
+- a call's state is decided in [`calls::derive`];
+- a row is written in [`storage`] (the single writer thread, group commit).
+*/
+
+pub mod calls;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod export;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod routes;
+pub mod signature;
+pub mod storage;
+pub mod systemd;
+pub mod twilio;

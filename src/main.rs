@@ -1,0 +1,219 @@
+//! The `calltrackd` command line: parse arguments, run a command, map errors to exit
+//! codes (2: usage, config or filter; 1: runtime). Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use calltrackd::commands::{self, CliError, FilterArgs};
+use calltrackd::config::{self, Config, Env};
+use clap::{Args, Parser, Subcommand};
+
+/// Self-hosted Twilio call tracking: verified webhooks into SQLite, CSV/XLSX export.
+///
+/// The config file comes from --config, else $CALLTRACKD_CONFIG, else
+/// /etc/calltrackd/config.toml. Secrets are never printed.
+#[derive(Parser)]
+#[command(name = "calltrackd", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Config file [default: $CALLTRACKD_CONFIG, else /etc/calltrackd/config.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        config::resolve_path(self.config.clone())
+    }
+}
+
+#[derive(Args, Clone)]
+struct Filter {
+    /// Only calls that started at or after this date (YYYY-MM-DD, in export.timezone) or RFC 3339 time
+    #[arg(long, value_name = "D")]
+    from: Option<String>,
+    /// Only calls that started before this date or time (exclusive)
+    #[arg(long, value_name = "D")]
+    to: Option<String>,
+    /// Only this user's calls
+    #[arg(long, value_name = "U")]
+    user: Option<String>,
+    /// Only calls from this marketing source
+    #[arg(long, value_name = "S")]
+    source: Option<String>,
+    /// Only qualified (true) or unqualified (false) calls
+    #[arg(long, value_name = "true|false")]
+    qualified: Option<String>,
+}
+
+impl From<&Filter> for FilterArgs {
+    fn from(f: &Filter) -> Self {
+        FilterArgs {
+            from: f.from.clone(),
+            to: f.to.clone(),
+            user: f.user.clone(),
+            source: f.source.clone(),
+            qualified: f.qualified.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (systemd runs it so)
+    ///
+    /// SIGTERM/SIGINT stop it cleanly; SIGHUP reloads [[numbers]] and [qualify].
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Load and validate the config, print a summary; exit 0 if valid, 2 if not
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also print, per forwarded number, the static TwiML to set as Twilio's
+        /// fallback so calls ring through while calltrackd is down
+        #[arg(long)]
+        fallback_twiml: bool,
+    },
+    /// Write the calls as CSV (stdout or --output) or XLSX (needs --output)
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        filter: Filter,
+        /// csv or xlsx
+        #[arg(long, value_name = "csv|xlsx", default_value = "csv")]
+        format: String,
+        /// Write to this file instead of stdout
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print a read-only export URL for tools that cannot send credentials
+    ///
+    /// The URL is public_url + /calls.csv (or .xlsx) + a query carrying the filters,
+    /// an expiry and a signature keyed by the export token. Changing the token
+    /// revokes every link. The user of a link may add from= and to= to narrow it.
+    ShareLink {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this user's calls
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// Only calls from this marketing source
+        #[arg(long, value_name = "S")]
+        source: Option<String>,
+        /// Only qualified (true) or unqualified (false) calls
+        #[arg(long, value_name = "true|false")]
+        qualified: Option<String>,
+        /// csv or xlsx
+        #[arg(long, value_name = "csv|xlsx", default_value = "csv")]
+        format: String,
+        /// Days until the link expires
+        #[arg(long, value_name = "N", default_value_t = 90)]
+        days: i64,
+    },
+    /// Write a consistent, verified copy of the database to DEST (safe while serving)
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The new file to write (must not exist)
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Print the X-Twilio-Signature Twilio would send for a form POST (for curl tests)
+    ///
+    /// Each NAME=VALUE is split at its first `=`; values are literal (already
+    /// decoded). URL is signed exactly as given. The token is $TWILIO_AUTH_TOKEN
+    /// (then no config file is read), else the config's auth token.
+    Sign {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The full URL Twilio requests, e.g. https://calls.example.com/call-tracking/webhook
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Form parameters, e.g. CallSid=CA123 From=+14155550100
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { config } => {
+            calltrackd::logging::init();
+            let env = Env::from_process();
+            let cfg = Config::load(&config.path(), &env)?;
+            calltrackd::daemon::serve(cfg, env).map_err(CliError::runtime)
+        }
+        Command::CheckConfig {
+            config,
+            fallback_twiml,
+        } => commands::check_config(&config.path(), fallback_twiml),
+        Command::Export {
+            config,
+            filter,
+            format,
+            output,
+        } => commands::export(&config.path(), &(&filter).into(), Some(&format), output.as_deref()),
+        Command::ShareLink {
+            config,
+            user,
+            source,
+            qualified,
+            format,
+            days,
+        } => {
+            let f = FilterArgs {
+                user,
+                source,
+                qualified,
+                ..FilterArgs::default()
+            };
+            let url = commands::share_link(&config.path(), &f, Some(&format), Some(days))?;
+            println!("{url}");
+            Ok(())
+        }
+        Command::Backup { config, dest } => {
+            let msg = commands::backup(&config.path(), &dest)?;
+            println!("{msg}");
+            Ok(())
+        }
+        Command::Sign {
+            config,
+            url,
+            params,
+        } => {
+            let sig = commands::sign(&config.path(), &url, &params)?;
+            println!("{sig}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help / --version print and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{}", e.message);
+            } else {
+                eprintln!("calltrackd: {}", e.message);
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}

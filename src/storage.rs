@@ -1,0 +1,694 @@
+/*!
+Storage: the SQLite file, its schema, and the one writer thread. This is where a row is
+written.
+
+Workers verify and parse requests in parallel, then hand each one to the writer thread
+through a channel. The writer takes whatever has queued up, applies it inside one
+`BEGIN IMMEDIATE` transaction (each request in its own savepoint), commits once (one
+fsync per batch with `synchronous=FULL`), and only then answers every request of the
+batch. A request is never acknowledged before its batch is durable; a failed commit
+answers every request in it with an error and stores none of it. After any failure the
+writer reopens its connection, so a database made writable again (space freed,
+permissions fixed) recovers by itself.
+
+Each request is stored verbatim in `events`; the `calls` row of its `CallSid` is then
+re-derived from all of that call's distinct events by [`crate::calls::derive`].
+Duplicates (same path, query and parameters) are stored as events marked
+`duplicate_of` and change nothing else.
+*/
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::calls::{self, Call, Decided};
+use crate::config::Rules;
+use crate::twilio::{Answer, Facts, Kind, Params};
+
+/// The schema version this binary writes. Bump it with a new entry in [`MIGRATIONS`].
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: events (every verified request, verbatim) and calls (derived rows).
+    "CREATE TABLE events (
+        id                 INTEGER PRIMARY KEY,
+        received_at        TEXT    NOT NULL,  -- RFC 3339 UTC, milliseconds
+        call_sid           TEXT    NOT NULL,
+        kind               TEXT    NOT NULL,  -- incoming | status | dial_action
+        answer             TEXT    NOT NULL,  -- dial | hangup | ack
+        duplicate_of       INTEGER REFERENCES events(id),
+        content_sha256     BLOB    NOT NULL,
+        idempotency_token  TEXT,
+        method             TEXT    NOT NULL,
+        path               TEXT    NOT NULL,  -- path and query exactly as received
+        content_type       TEXT    NOT NULL,
+        body               BLOB    NOT NULL,  -- the raw body, verbatim
+        params             TEXT    NOT NULL,  -- the decoded parameters as a JSON object
+        direction          TEXT    NOT NULL,
+        from_number        TEXT    NOT NULL,
+        to_number          TEXT    NOT NULL,
+        call_status        TEXT,
+        sequence_number    INTEGER,
+        timestamp          INTEGER,           -- Twilio's Timestamp, Unix seconds
+        call_duration      INTEGER,
+        dial_call_status   TEXT,
+        dial_call_duration INTEGER,
+        caller_name        TEXT    NOT NULL,
+        from_city          TEXT    NOT NULL,
+        from_state         TEXT    NOT NULL,
+        to_city            TEXT    NOT NULL,
+        to_state           TEXT    NOT NULL,
+        received_unix      INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_call ON events(call_sid, id);
+    CREATE UNIQUE INDEX events_distinct ON events(content_sha256) WHERE duplicate_of IS NULL;
+    CREATE TABLE calls (
+        call_sid             TEXT PRIMARY KEY,
+        user                 TEXT    NOT NULL,
+        tracking_number      TEXT    NOT NULL,
+        source               TEXT    NOT NULL,
+        caller               TEXT    NOT NULL,
+        caller_name          TEXT    NOT NULL,
+        caller_city          TEXT    NOT NULL,
+        caller_state         TEXT    NOT NULL,
+        direction            TEXT    NOT NULL,
+        status               TEXT    NOT NULL,
+        answered             INTEGER,         -- NULL until known
+        qualified            INTEGER,         -- NULL until known
+        duration_seconds     INTEGER,
+        talk_seconds         INTEGER,
+        started_at           INTEGER NOT NULL, -- Unix seconds
+        ended_at             INTEGER,
+        forwarded            INTEGER NOT NULL,
+        min_duration_seconds INTEGER,          -- threshold qualified was decided with
+        updated_at           TEXT    NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX calls_by_start ON calls(started_at, call_sid);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+];
+
+/// How many queued requests one transaction takes at most.
+const MAX_BATCH: usize = 512;
+/// How long a write waits for another process's lock before giving up (then 503).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A storage failure, as a sentence for the log. The request gets 503.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageError(pub String);
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
+/// A verified request, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Receipt time, Unix milliseconds.
+    pub received_ms: i64,
+    /// Which request it is.
+    pub kind: Kind,
+    /// What we answer it with.
+    pub answer: Answer,
+    /// The facts the call rules use.
+    pub facts: Facts,
+    /// All parameters.
+    pub params: Params,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query as received.
+    pub path: String,
+    /// `Content-Type` as received.
+    pub content_type: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// `I-Twilio-Idempotency-Token`, when present.
+    pub idempotency_token: Option<String>,
+}
+
+impl NewEvent {
+    /// What makes two requests the same request: path, query and parameters.
+    fn content_hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.path.as_bytes());
+        h.update([0]);
+        let mut pairs: Vec<&(String, String)> = self.params.0.iter().collect();
+        pairs.sort();
+        for (k, v) in pairs {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
+/// What storing a request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored; the call row was created or updated.
+    Stored {
+        /// The derived call, as now stored.
+        call: Box<Call>,
+        /// Whether this request created the call row.
+        new_call: bool,
+    },
+    /// The same request was stored before: kept as a duplicate event, nothing changed.
+    Duplicate,
+    /// An `outbound-dial` leg: kept as an event, no call row touched.
+    ChildLeg,
+}
+
+enum Msg {
+    Write(Box<NewEvent>, SyncSender<Result<Outcome, StorageError>>),
+    Health(SyncSender<Result<(), StorageError>>),
+}
+
+/// Handle to the writer thread. Cheap to share; dropping the last one stops the writer
+/// once it has finished what is queued.
+pub struct Store {
+    tx: Sender<Msg>,
+}
+
+/// Sizes of the batches committed, for metrics.
+pub trait BatchObserver: Send + Sync {
+    /// One commit of `size` requests that took `elapsed`; `ok` false when it failed.
+    fn batch(&self, size: usize, elapsed: Duration, ok: bool);
+}
+
+/// Observer that ignores everything.
+pub struct NoObserver;
+impl BatchObserver for NoObserver {
+    fn batch(&self, _: usize, _: Duration, _: bool) {}
+}
+
+/// Opens a connection with the pragmas every connection needs.
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StorageError(format!("cannot open database {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    Ok(conn)
+}
+
+/// Opens the writer connection: WAL, `synchronous=FULL`, schema migrated.
+pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
+    let conn = connect(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // journal_mode returns a row and is refused inside a transaction: do it first.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| StorageError(format!("cannot switch {} to WAL: {e}", path.display())))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StorageError(format!(
+            "database {} stays in journal mode {mode}; WAL is required (is the file on a network filesystem?)",
+            path.display()
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection (export, backup checks). Never blocks the writer (WAL).
+pub fn open_reader(path: &Path) -> Result<Connection, StorageError> {
+    let conn = connect(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    check_version(version, path)?;
+    Ok(conn)
+}
+
+fn check_version(version: i64, path: &Path) -> Result<(), StorageError> {
+    if version > SCHEMA_VERSION {
+        return Err(StorageError(format!(
+            "database {} has schema version {version}, newer than this calltrackd understands ({SCHEMA_VERSION}); run the newer calltrackd or restore a backup",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Applies the missing migrations in order, each in its own IMMEDIATE transaction.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StorageError> {
+    loop {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        check_version(version, path)?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let sql = MIGRATIONS[version as usize];
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            version + 1
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StorageError(format!(
+                "cannot migrate database {} from schema {version} to {}: {e}",
+                path.display(),
+                version + 1
+            ))
+        })?;
+        log::info!("database {} migrated to schema {}", path.display(), version + 1);
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database and starts the writer thread.
+    /// Fails when the database cannot be opened at all; a read-only database opens,
+    /// and writes to it answer errors until it becomes writable.
+    pub fn start(
+        path: &Path,
+        rules: Arc<RwLock<Arc<Rules>>>,
+        observer: Arc<dyn BatchObserver>,
+    ) -> Result<(Store, JoinHandle<()>), StorageError> {
+        let conn = open_writer(path)?;
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            log::error!(
+                "database {} is read-only: webhooks will get 503 until calltrackd can write to it",
+                path.display()
+            );
+        }
+        let (tx, rx) = channel();
+        let writer = Writer {
+            path: path.to_path_buf(),
+            conn: Some(conn),
+            rules,
+            observer,
+            failing: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
+        Ok((Store { tx }, handle))
+    }
+
+    /// Stores a request durably; returns once its batch is committed (or failed).
+    pub fn submit(&self, ev: NewEvent) -> Result<Outcome, StorageError> {
+        let (reply_tx, reply_rx) = sync_channel(1);
+        self.tx
+            .send(Msg::Write(Box::new(ev), reply_tx))
+            .map_err(|_| StorageError("the writer thread has stopped".into()))?;
+        reply_rx
+            .recv()
+            .map_err(|_| StorageError("the writer thread stopped before answering".into()))?
+    }
+
+    /// Whether the database can take writes right now.
+    pub fn health(&self) -> Result<(), StorageError> {
+        let (reply_tx, reply_rx) = sync_channel(1);
+        self.tx
+            .send(Msg::Health(reply_tx))
+            .map_err(|_| StorageError("the writer thread has stopped".into()))?;
+        reply_rx
+            .recv()
+            .map_err(|_| StorageError("the writer thread stopped before answering".into()))?
+    }
+}
+
+struct Writer {
+    path: PathBuf,
+    conn: Option<Connection>,
+    rules: Arc<RwLock<Arc<Rules>>>,
+    observer: Arc<dyn BatchObserver>,
+    /// The last write failed: health checks must prove a write works again.
+    failing: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            let mut writes = Vec::new();
+            let mut health = Vec::new();
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Write(ev, reply) => writes.push((ev, reply)),
+                    Msg::Health(reply) => health.push(reply),
+                }
+                if writes.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !writes.is_empty() {
+                self.write_batch(writes);
+            }
+            if !health.is_empty() {
+                let result = self.check_health();
+                for reply in health {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        }
+        if let Some(conn) = self.conn.take()
+            && let Err((_, e)) = conn.close()
+        {
+            log::error!("closing database {}: {e}", self.path.display());
+        }
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StorageError> {
+        if self.conn.is_none() {
+            self.conn = Some(open_writer(&self.path)?);
+        }
+        Ok(self.conn.as_mut().expect("connection was just opened"))
+    }
+
+    fn write_batch(&mut self, writes: Vec<(Box<NewEvent>, SyncSender<Result<Outcome, StorageError>>)>) {
+        let started = Instant::now();
+        let rules = self.rules.read().map(|r| Arc::clone(&r)).unwrap_or_else(|p| Arc::clone(&p.into_inner()));
+        let size = writes.len();
+        let result = self.connection().and_then(|conn| apply_batch(conn, &rules, &writes));
+        let ok = result.is_ok();
+        match result {
+            Ok(outcomes) => {
+                self.failing = false;
+                for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                log::error!(
+                    "database {}: a batch of {size} requests was not stored ({e}); they get 503 and Twilio may retry",
+                    self.path.display()
+                );
+                self.failing = true;
+                // A fresh connection next time: recovers from read-only opens and
+                // leaves no half-finished transaction behind.
+                self.conn = None;
+                for (_, reply) in writes {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        self.observer.batch(size, started.elapsed(), ok);
+    }
+
+    fn check_health(&mut self) -> Result<(), StorageError> {
+        let failing = self.failing;
+        let result = self.connection().and_then(|conn| {
+            if conn.is_readonly(rusqlite::MAIN_DB)? {
+                return Err(StorageError("the database is read-only".into()));
+            }
+            if failing {
+                // The last write failed: only a real write proves it works again.
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES('health_probe', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [now_rfc3339_ms()],
+                )?;
+                tx.commit()?;
+            } else {
+                conn.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?;
+            }
+            Ok(())
+        });
+        match &result {
+            Ok(()) => self.failing = false,
+            Err(_) => self.conn = None,
+        }
+        result
+    }
+}
+
+/// One transaction for the whole batch; each request in its own savepoint so a request
+/// that cannot be applied fails alone. A failed commit fails them all.
+fn apply_batch(
+    conn: &mut Connection,
+    rules: &Rules,
+    writes: &[(Box<NewEvent>, SyncSender<Result<Outcome, StorageError>>)],
+) -> Result<Vec<Result<Outcome, StorageError>>, StorageError> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for (ev, _) in writes {
+        let mut sp = tx.savepoint()?;
+        match apply_one(&sp, rules, ev) {
+            Ok(outcome) => {
+                sp.commit()?;
+                outcomes.push(Ok(outcome));
+            }
+            Err(e) => {
+                sp.rollback()?;
+                drop(sp);
+                log::error!("request for call {} not stored: {e}", ev.facts.call_sid);
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome, StorageError> {
+    let hash = ev.content_hash();
+    let original: Option<i64> = conn
+        .prepare_cached("SELECT id FROM events WHERE content_sha256 = ?1 AND duplicate_of IS NULL")?
+        .query_row([&hash[..]], |r| r.get(0))
+        .optional()?;
+    insert_event(conn, ev, &hash, original)?;
+    if original.is_some() {
+        return Ok(Outcome::Duplicate);
+    }
+    if ev.facts.is_child_leg() {
+        return Ok(Outcome::ChildLeg);
+    }
+    let sid = &ev.facts.call_sid;
+    let events = load_events(conn, sid)?;
+    let decided: Option<Decided> = conn
+        .prepare_cached("SELECT user, source, min_duration_seconds FROM calls WHERE call_sid = ?1")?
+        .query_row([sid], |r| {
+            Ok(Decided {
+                user: r.get(0)?,
+                source: r.get(1)?,
+                min_duration_seconds: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+            })
+        })
+        .optional()?;
+    let new_call = decided.is_none();
+    let Some(call) = calls::derive(&events, rules, decided.as_ref()) else {
+        return Ok(Outcome::ChildLeg);
+    };
+    upsert_call(conn, &call)?;
+    Ok(Outcome::Stored {
+        call: Box::new(call),
+        new_call,
+    })
+}
+
+fn insert_event(conn: &Connection, ev: &NewEvent, hash: &[u8; 32], duplicate_of: Option<i64>) -> Result<(), StorageError> {
+    let f = &ev.facts;
+    conn.prepare_cached(
+        "INSERT INTO events (received_at, call_sid, kind, answer, duplicate_of, content_sha256,
+            idempotency_token, method, path, content_type, body, params, direction, from_number,
+            to_number, call_status, sequence_number, timestamp, call_duration, dial_call_status,
+            dial_call_duration, caller_name, from_city, from_state, to_city, to_state, received_unix)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+    )?
+    .execute(params![
+        rfc3339_ms(ev.received_ms),
+        f.call_sid,
+        ev.kind.as_str(),
+        ev.answer.as_str(),
+        duplicate_of,
+        &hash[..],
+        ev.idempotency_token,
+        ev.method,
+        ev.path,
+        ev.content_type,
+        ev.body,
+        ev.params.to_json(),
+        f.direction,
+        f.from,
+        f.to,
+        f.call_status,
+        f.sequence_number,
+        f.timestamp,
+        f.call_duration,
+        f.dial_call_status,
+        f.dial_call_duration,
+        f.caller_name,
+        f.from_city,
+        f.from_state,
+        f.to_city,
+        f.to_state,
+        ev.received_ms.div_euclid(1000),
+    ])?;
+    Ok(())
+}
+
+fn kind_from_str(s: &str) -> Kind {
+    match s {
+        "status" => Kind::Status,
+        "dial_action" => Kind::DialAction,
+        _ => Kind::Incoming,
+    }
+}
+
+fn answer_from_str(s: &str) -> Answer {
+    match s {
+        "dial" => Answer::Dial,
+        "hangup" => Answer::Hangup,
+        _ => Answer::Ack,
+    }
+}
+
+/// The distinct events of one call, in receipt order.
+fn load_events(conn: &Connection, call_sid: &str) -> Result<Vec<calls::Event>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
+                sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
+                caller_name, from_city, from_state, to_city, to_state
+         FROM events WHERE call_sid = ?1 AND duplicate_of IS NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map([call_sid], |r| {
+        Ok(calls::Event {
+            id: r.get(0)?,
+            received_at: r.get(1)?,
+            kind: kind_from_str(&r.get::<_, String>(2)?),
+            answer: answer_from_str(&r.get::<_, String>(3)?),
+            facts: Facts {
+                call_sid: call_sid.to_owned(),
+                direction: r.get(4)?,
+                from: r.get(5)?,
+                to: r.get(6)?,
+                call_status: r.get(7)?,
+                sequence_number: r.get(8)?,
+                timestamp: r.get(9)?,
+                call_duration: r.get(10)?,
+                dial_call_status: r.get(11)?,
+                dial_call_duration: r.get(12)?,
+                caller_name: r.get(13)?,
+                from_city: r.get(14)?,
+                from_state: r.get(15)?,
+                to_city: r.get(16)?,
+                to_state: r.get(17)?,
+            },
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn upsert_call(conn: &Connection, c: &Call) -> Result<(), StorageError> {
+    conn.prepare_cached(
+        "INSERT INTO calls (call_sid, user, tracking_number, source, caller, caller_name,
+            caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
+            talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+         ON CONFLICT(call_sid) DO UPDATE SET
+            user = excluded.user, tracking_number = excluded.tracking_number,
+            source = excluded.source, caller = excluded.caller, caller_name = excluded.caller_name,
+            caller_city = excluded.caller_city, caller_state = excluded.caller_state,
+            direction = excluded.direction, status = excluded.status,
+            answered = excluded.answered, qualified = excluded.qualified,
+            duration_seconds = excluded.duration_seconds, talk_seconds = excluded.talk_seconds,
+            started_at = excluded.started_at, ended_at = excluded.ended_at,
+            forwarded = excluded.forwarded, min_duration_seconds = excluded.min_duration_seconds,
+            updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        c.call_sid,
+        c.user,
+        c.tracking_number,
+        c.source,
+        c.caller,
+        c.caller_name,
+        c.caller_city,
+        c.caller_state,
+        c.direction,
+        c.status,
+        c.answered,
+        c.qualified,
+        c.duration_seconds,
+        c.talk_seconds,
+        c.started_at,
+        c.ended_at,
+        c.forwarded,
+        c.min_duration_seconds.map(|v| v as i64),
+        now_rfc3339_ms(),
+    ])?;
+    Ok(())
+}
+
+/// Copies the database consistently into `dest` (`VACUUM INTO`: one read snapshot, so
+/// it is safe while the daemon writes), then checks the copy with `PRAGMA
+/// integrity_check` and syncs it to disk. Returns the number of calls in the copy.
+pub fn backup_into(db: &Path, dest: &Path) -> Result<i64, StorageError> {
+    let conn = open_reader(db)?;
+    let dest_str = dest
+        .to_str()
+        .ok_or_else(|| StorageError(format!("{} is not a UTF-8 path", dest.display())))?;
+    conn.execute("VACUUM INTO ?1", [dest_str])
+        .map_err(|e| StorageError(format!("cannot copy {} to {}: {e}", db.display(), dest.display())))?;
+    drop(conn);
+    let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(StorageError(format!("the copy {} fails its integrity check: {check}", dest.display())));
+    }
+    let calls: i64 = copy.query_row("SELECT count(*) FROM calls", [], |r| r.get(0))?;
+    drop(copy);
+    std::fs::File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StorageError(format!("cannot sync {}: {e}", dest.display())))?;
+    Ok(calls)
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Now, Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn now_rfc3339_ms() -> String {
+    rfc3339_ms(now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ct-schema-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("t.db");
+        let _ = std::fs::remove_file(&db);
+        drop(open_writer(&db).unwrap());
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+        drop(c);
+        let e = open_writer(&db).unwrap_err().0;
+        assert!(e.contains("newer than this calltrackd"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,422 @@
+/*!
+Twilio requests: body parsing, telling the kinds of request apart, the facts a call is
+derived from, and the TwiML we answer with.
+
+Parsing is strict where the contract says so: a form body with a `%` not followed by two
+hex digits, or a decoded name or value that is not UTF-8, is unparseable (400); a JSON
+body must be an object whose values are strings, numbers, booleans or `null`.
+Everything received is kept (parameters Twilio adds later included): the facts pulled
+out here are only what the call rules need.
+*/
+
+use std::fmt::Write as _;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Request parameters in the order received; a name may repeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of `name`, when present and not empty.
+    pub fn get_nonempty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// The parameters as a JSON object (a repeated name becomes an array), for storage.
+    pub fn to_json(&self) -> String {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.0 {
+            match map.get_mut(k) {
+                None => {
+                    map.insert(k.clone(), serde_json::Value::String(v.clone()));
+                }
+                Some(serde_json::Value::Array(a)) => a.push(serde_json::Value::String(v.clone())),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = serde_json::Value::Array(vec![
+                        first,
+                        serde_json::Value::String(v.clone()),
+                    ]);
+                }
+            }
+        }
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+/// The body types calltrackd accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    /// `application/x-www-form-urlencoded` (what Twilio sends).
+    Form,
+    /// `application/json` (signed through `bodySHA256`).
+    Json,
+}
+
+impl BodyType {
+    /// From a `Content-Type` header: the media type, case-insensitive, any parameters.
+    pub fn from_content_type(ct: Option<&str>) -> Option<BodyType> {
+        let media = ct?.split(';').next()?.trim().to_ascii_lowercase();
+        match media.as_str() {
+            "application/x-www-form-urlencoded" => Some(BodyType::Form),
+            "application/json" => Some(BodyType::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a body of the given type.
+pub fn parse_body(kind: BodyType, body: &[u8]) -> Result<Params, String> {
+    match kind {
+        BodyType::Form => parse_form(body),
+        BodyType::Json => parse_json(body),
+    }
+}
+
+/// Strict `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte,
+/// and a `%` without two hex digits or a non-UTF-8 result is an error.
+pub fn parse_form(body: &[u8]) -> Result<Params, String> {
+    let mut out = Vec::new();
+    for segment in body.split(|&b| b == b'&') {
+        if segment.is_empty() {
+            continue;
+        }
+        let (name, value) = match segment.iter().position(|&b| b == b'=') {
+            Some(i) => (&segment[..i], &segment[i + 1..]),
+            None => (segment, &b""[..]),
+        };
+        out.push((decode_component(name)?, decode_component(value)?));
+    }
+    Ok(Params(out))
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (raw.get(i + 1).and_then(|&b| hex(b)), raw.get(i + 2).and_then(|&b| hex(b))) {
+                    (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
+                    _ => return Err("a `%` in the form body is not followed by two hex digits".into()),
+                }
+                i += 2;
+            }
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(bytes).map_err(|_| "a decoded form name or value is not UTF-8".into())
+}
+
+/// A JSON object: strings as they are, numbers and booleans as their JSON text, `null`
+/// ignored; a nested array or object is an error.
+pub fn parse_json(body: &[u8]) -> Result<Params, String> {
+    struct Pairs(Vec<(String, Box<RawValue>)>);
+    struct PairsVisitor;
+    impl<'de> Visitor<'de> for PairsVisitor {
+        type Value = Pairs;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+            let mut v = Vec::new();
+            while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                v.push(entry);
+            }
+            Ok(Pairs(v))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let pairs = de
+        .deserialize_map(PairsVisitor)
+        .and_then(|p| de.end().map(|_| p))
+        .map_err(|e| format!("the JSON body is not a JSON object ({e})"))?;
+    let mut out = Vec::with_capacity(pairs.0.len());
+    for (k, raw) in pairs.0 {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => {
+                let s: String = serde_json::from_str(text).map_err(|e| e.to_string())?;
+                out.push((k, s));
+            }
+            Some(b'n') => {}
+            Some(b'[') | Some(b'{') => {
+                return Err(format!("JSON value of `{k}` is an array or object; only strings, numbers and booleans are accepted"));
+            }
+            _ => out.push((k, text.to_owned())),
+        }
+    }
+    Ok(Params(out))
+}
+
+/// Which request this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// "A call comes in": wants TwiML.
+    Incoming,
+    /// A call status callback.
+    Status,
+    /// The `<Dial action>` callback after the forwarded leg ends.
+    DialAction,
+}
+
+impl Kind {
+    /// Name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Incoming => "incoming",
+            Kind::Status => "status",
+            Kind::DialAction => "dial_action",
+        }
+    }
+}
+
+/// Whether a `CallStatus` is final (the call is over).
+pub fn is_final_status(s: &str) -> bool {
+    matches!(s, "completed" | "busy" | "no-answer" | "failed" | "canceled" | "cancelled")
+}
+
+/// Tells the request kinds apart as the contract says.
+pub fn classify(p: &Params) -> Kind {
+    if p.get("DialCallStatus").is_some() {
+        Kind::DialAction
+    } else if p.get("CallbackSource").is_some() || p.get("CallStatus").is_some_and(is_final_status) {
+        Kind::Status
+    } else {
+        Kind::Incoming
+    }
+}
+
+/// Parses Twilio's RFC 2822 `Timestamp` (RFC 3339 also accepted) to Unix seconds.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(s.trim())
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(s.trim()))
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+fn parse_count(s: Option<&str>) -> Option<i64> {
+    s.and_then(|v| v.trim().parse::<i64>().ok()).filter(|n| *n >= 0)
+}
+
+/// The facts about one request that the call rules use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// `CallSid`.
+    pub call_sid: String,
+    /// `Direction` (empty when absent).
+    pub direction: String,
+    /// `From`.
+    pub from: String,
+    /// `To`.
+    pub to: String,
+    /// `CallStatus`.
+    pub call_status: Option<String>,
+    /// `SequenceNumber`.
+    pub sequence_number: Option<i64>,
+    /// `Timestamp` as Unix seconds.
+    pub timestamp: Option<i64>,
+    /// `CallDuration` (seconds).
+    pub call_duration: Option<i64>,
+    /// `DialCallStatus`.
+    pub dial_call_status: Option<String>,
+    /// `DialCallDuration` (seconds).
+    pub dial_call_duration: Option<i64>,
+    /// `CallerName`.
+    pub caller_name: String,
+    /// `FromCity`.
+    pub from_city: String,
+    /// `FromState`.
+    pub from_state: String,
+    /// `ToCity`.
+    pub to_city: String,
+    /// `ToState`.
+    pub to_state: String,
+}
+
+impl Facts {
+    /// Pulls the facts out of the parameters. `None` without a non-empty `CallSid`.
+    pub fn from_params(p: &Params) -> Option<Facts> {
+        let s = |n: &str| p.get(n).unwrap_or("").to_owned();
+        let o = |n: &str| p.get_nonempty(n).map(str::to_owned);
+        Some(Facts {
+            call_sid: p.get_nonempty("CallSid")?.to_owned(),
+            direction: s("Direction"),
+            from: s("From"),
+            to: s("To"),
+            call_status: o("CallStatus"),
+            sequence_number: parse_count(p.get("SequenceNumber")),
+            timestamp: p.get("Timestamp").and_then(parse_timestamp),
+            call_duration: parse_count(p.get("CallDuration")),
+            dial_call_status: o("DialCallStatus"),
+            dial_call_duration: parse_count(p.get("DialCallDuration")),
+            caller_name: s("CallerName"),
+            from_city: s("FromCity"),
+            from_state: s("FromState"),
+            to_city: s("ToCity"),
+            to_state: s("ToState"),
+        })
+    }
+
+    /// An `outbound-dial` request is a leg of our own `<Dial>`, not a tracked call.
+    pub fn is_child_leg(&self) -> bool {
+        self.direction == "outbound-dial"
+    }
+
+    /// Whether the call was placed from the tracking number (`outbound-api` etc.).
+    pub fn is_outbound(&self) -> bool {
+        self.direction.starts_with("outbound")
+    }
+
+    /// The tracking number: `To` inbound, `From` outbound.
+    pub fn tracking_number(&self) -> &str {
+        if self.is_outbound() { &self.from } else { &self.to }
+    }
+}
+
+/// What we answered a request with (stored with the event: it decides "forwarded").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `<Dial>` to the number's `forward_to`.
+    Dial,
+    /// `<Response/>` to an incoming call: Twilio hangs up.
+    Hangup,
+    /// `<Response/>` to a callback.
+    Ack,
+}
+
+impl Answer {
+    /// Name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Dial => "dial",
+            Answer::Hangup => "hangup",
+            Answer::Ack => "ack",
+        }
+    }
+}
+
+/// The empty TwiML document: ends the call when it is the answer to a voice request.
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n";
+
+/// `<Dial>` to `forward_to`, with `action` back to our webhook so the forwarded leg's
+/// outcome comes back, `answerOnBridge` so the caller hears ringing (not a connected
+/// call) until the shop answers, and `timeout` to stay clear of voicemail.
+pub fn dial_twiml(forward_to: &str, ring_timeout_seconds: u32, action: &str) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Dial action=\"");
+    xml_escape_into(&mut s, action);
+    let _ = write!(
+        s,
+        "\" method=\"POST\" timeout=\"{ring_timeout_seconds}\" answerOnBridge=\"true\"><Number>"
+    );
+    xml_escape_into(&mut s, forward_to);
+    s.push_str("</Number></Dial></Response>\n");
+    s
+}
+
+fn xml_escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(v: &[(&str, &str)]) -> Params {
+        Params(v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+    }
+
+    #[test]
+    fn form_decoding() {
+        let p = parse_form(b"From=%2B14158675310&CallerName=JOHN+SMITH&Empty=&Flag&&x=%C3%B1").unwrap();
+        assert_eq!(
+            p,
+            pairs(&[
+                ("From", "+14158675310"),
+                ("CallerName", "JOHN SMITH"),
+                ("Empty", ""),
+                ("Flag", ""),
+                ("x", "ñ")
+            ])
+        );
+        assert!(parse_form(b"a=%").is_err());
+        assert!(parse_form(b"a=%4").is_err());
+        assert!(parse_form(b"a=%zz").is_err());
+        assert!(parse_form(b"a=%FF").is_err());
+        assert!(parse_form(b"%FF=1").is_err());
+        assert_eq!(parse_form(b"").unwrap(), Params::default());
+    }
+
+    #[test]
+    fn json_decoding() {
+        let p = parse_json(br#"{"CallSid":"CA1","n":1.50,"b":true,"z":null,"s":"a\"b"}"#).unwrap();
+        assert_eq!(p, pairs(&[("CallSid", "CA1"), ("n", "1.50"), ("b", "true"), ("s", "a\"b")]));
+        assert!(parse_json(br#"{"a":[1]}"#).is_err());
+        assert!(parse_json(br#"{"a":{"b":1}}"#).is_err());
+        assert!(parse_json(br#"[1,2]"#).is_err());
+        assert!(parse_json(br#"{"a":1} x"#).is_err());
+        assert!(parse_json(b"").is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        use BodyType::*;
+        assert_eq!(BodyType::from_content_type(Some("application/x-www-form-urlencoded; charset=UTF-8")), Some(Form));
+        assert_eq!(BodyType::from_content_type(Some("Application/JSON")), Some(Json));
+        assert_eq!(BodyType::from_content_type(Some("text/plain")), None);
+        assert_eq!(BodyType::from_content_type(None), None);
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(&pairs(&[("CallStatus", "ringing")])), Kind::Incoming);
+        assert_eq!(classify(&pairs(&[("CallStatus", "in-progress")])), Kind::Incoming);
+        assert_eq!(
+            classify(&pairs(&[("CallStatus", "in-progress"), ("CallbackSource", "call-progress-events")])),
+            Kind::Status
+        );
+        assert_eq!(classify(&pairs(&[("CallStatus", "no-answer")])), Kind::Status);
+        assert_eq!(
+            classify(&pairs(&[("CallStatus", "completed"), ("DialCallStatus", "busy")])),
+            Kind::DialAction
+        );
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("Tue, 31 Aug 2010 20:36:28 +0000"), Some(1283286988));
+        assert_eq!(parse_timestamp("2010-08-31T20:36:28Z"), Some(1283286988));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn twiml_is_escaped() {
+        let t = dial_twiml("+15558675309", 20, "https://a/x?y=1&z=2");
+        assert!(t.contains("action=\"https://a/x?y=1&amp;z=2\""), "{t}");
+        assert!(t.contains("timeout=\"20\" answerOnBridge=\"true\"><Number>+15558675309</Number>"));
+        assert!(t.starts_with("<?xml"));
+    }
+}
