@@ -147,7 +147,14 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
     let status = evs
         .iter()
         .filter_map(|e| e.facts.call_status.as_deref().map(|s| (e, s)))
-        .max_by_key(|(e, s)| (status_rank(s), e.facts.sequence_number.unwrap_or(-1), e.time(), e.id))
+        .max_by_key(|(e, s)| {
+            (
+                status_rank(s),
+                e.facts.sequence_number.unwrap_or(-1),
+                e.time(),
+                e.id,
+            )
+        })
         .map(|(_, s)| s.to_owned())
         .unwrap_or_default();
 
@@ -166,7 +173,11 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
         .or_else(|| evs.iter().filter_map(|e| e.facts.call_duration).max());
     let ended_at = final_ev.map(|e| e.time());
 
-    let mut started_at = evs.iter().map(|e| e.time()).min().unwrap_or(first.received_at);
+    let mut started_at = evs
+        .iter()
+        .map(|e| e.time())
+        .min()
+        .unwrap_or(first.received_at);
     if let (Some(end), Some(d)) = (ended_at, final_ev.and_then(|e| e.facts.call_duration)) {
         started_at = started_at.min(end - d);
     }
@@ -185,7 +196,11 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
         match dial {
             Some(d) => {
                 let ok = d.facts.dial_call_status.as_deref() == Some("completed");
-                let talk = if ok { d.facts.dial_call_duration.unwrap_or(0) } else { 0 };
+                let talk = if ok {
+                    d.facts.dial_call_duration.unwrap_or(0)
+                } else {
+                    0
+                };
                 (Some(ok), Some(talk))
             }
             None => match final_status {
@@ -202,7 +217,10 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
                         && first_final_id.is_some_and(|f| e.id < f)
                 });
                 let ok = s == "completed" && !hung_up_first;
-                (Some(ok), Some(if ok { duration_seconds.unwrap_or(0) } else { 0 }))
+                (
+                    Some(ok),
+                    Some(if ok { duration_seconds.unwrap_or(0) } else { 0 }),
+                )
             }
             None => (None, None),
         }
@@ -213,9 +231,8 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
             .and_then(|d| d.min_duration_seconds)
             .unwrap_or(rules.min_duration_seconds)
     });
-    let qualified = answered.map(|a| {
-        a && talk_seconds.unwrap_or(0) >= min_duration_seconds.unwrap_or(0) as i64
-    });
+    let qualified = answered
+        .map(|a| a && talk_seconds.unwrap_or(0) >= min_duration_seconds.unwrap_or(0) as i64);
 
     Some(Call {
         call_sid: first.facts.call_sid.clone(),
@@ -331,9 +348,15 @@ mod tests {
     #[test]
     fn qualified_boundary_29_30() {
         let c = forwarded_call(29);
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(true), Some(false), Some(29)));
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (Some(true), Some(false), Some(29))
+        );
         let c = forwarded_call(30);
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(true), Some(true), Some(30)));
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (Some(true), Some(true), Some(30))
+        );
         assert_eq!(c.duration_seconds, Some(35));
         assert_eq!(c.started_at, T0);
         assert_eq!(c.ended_at, Some(T0 + 35));
@@ -357,7 +380,10 @@ mod tests {
         assert_eq!(c.status, "completed");
         assert_eq!(c.started_at, T0);
         assert_eq!(c.ended_at, Some(T0 + 45));
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(true), Some(true), Some(40)));
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (Some(true), Some(true), Some(40))
+        );
     }
 
     #[test]
@@ -365,18 +391,34 @@ mod tests {
         for st in ["busy", "no-answer", "failed", "canceled"] {
             let evs = [incoming(1, T0, Answer::Dial), dial(2, T0 + 20, st, None)];
             let c = derive(&evs, &rules(), None).unwrap();
-            assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(false), Some(false), Some(0)), "{st}");
+            assert_eq!(
+                (c.answered, c.qualified, c.talk_seconds),
+                (Some(false), Some(false), Some(0)),
+                "{st}"
+            );
         }
     }
 
     #[test]
     fn forwarded_without_dial_result_stays_unknown_unless_final_is_not_completed() {
-        let evs = [incoming(1, T0, Answer::Dial), status(2, T0 + 9, "completed", T0 + 9, Some(9))];
+        let evs = [
+            incoming(1, T0, Answer::Dial),
+            status(2, T0 + 9, "completed", T0 + 9, Some(9)),
+        ];
         let c = derive(&evs, &rules(), None).unwrap();
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (None, None, None));
-        let evs = [incoming(1, T0, Answer::Dial), status(2, T0 + 9, "no-answer", T0 + 9, Some(0))];
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (None, None, None)
+        );
+        let evs = [
+            incoming(1, T0, Answer::Dial),
+            status(2, T0 + 9, "no-answer", T0 + 9, Some(0)),
+        ];
         let c = derive(&evs, &rules(), None).unwrap();
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(false), Some(false), Some(0)));
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (Some(false), Some(false), Some(0))
+        );
     }
 
     #[test]
@@ -384,7 +426,10 @@ mod tests {
         for st in ["busy", "no-answer"] {
             let evs = [status(1, T0, st, T0, Some(0))];
             let c = derive(&evs, &rules(), None).unwrap();
-            assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(false), Some(false), Some(0)));
+            assert_eq!(
+                (c.answered, c.qualified, c.talk_seconds),
+                (Some(false), Some(false), Some(0))
+            );
             assert_eq!(c.status, st);
             assert!(!c.forwarded);
         }
@@ -392,9 +437,15 @@ mod tests {
 
     #[test]
     fn hangup_before_final_is_not_answered() {
-        let evs = [incoming(1, T0, Answer::Hangup), status(2, T0 + 2, "completed", T0 + 1, Some(1))];
+        let evs = [
+            incoming(1, T0, Answer::Hangup),
+            status(2, T0 + 2, "completed", T0 + 1, Some(1)),
+        ];
         let c = derive(&evs, &rules(), None).unwrap();
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(false), Some(false), Some(0)));
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (Some(false), Some(false), Some(0))
+        );
         // Before the final status, nothing is known yet.
         let c = derive(&evs[..1], &rules(), None).unwrap();
         assert_eq!((c.answered, c.qualified), (None, None));
@@ -413,7 +464,10 @@ mod tests {
         assert_eq!(c.caller, "+14155550100");
         assert_eq!(c.caller_city, "OAKLAND");
         assert_eq!(c.user, "acme");
-        assert_eq!((c.answered, c.qualified, c.talk_seconds), (Some(true), Some(true), Some(45)));
+        assert_eq!(
+            (c.answered, c.qualified, c.talk_seconds),
+            (Some(true), Some(true), Some(45))
+        );
         assert_eq!(c.started_at, T0 + 15);
     }
 
@@ -444,6 +498,9 @@ mod tests {
             dial(2, T0 + 20, "completed", Some(20)),
         ];
         let c = derive(&evs, &rules(), Some(&d)).unwrap();
-        assert_eq!((c.user.as_str(), c.qualified, c.min_duration_seconds), ("old", Some(true), Some(10)));
+        assert_eq!(
+            (c.user.as_str(), c.qualified, c.min_duration_seconds),
+            ("old", Some(true), Some(10))
+        );
     }
 }

@@ -130,7 +130,11 @@ pub fn sign(config: &Path, url: &str, params: &[String]) -> Result<String, CliEr
             cfg.auth_tokens[0].clone()
         }
     };
-    Ok(signature::compute(&token, url, &signature::canonical_params(&pairs)))
+    Ok(signature::compute(
+        &token,
+        url,
+        &signature::canonical_params(&pairs),
+    ))
 }
 
 /// The flags `export` and `share-link` share.
@@ -169,7 +173,10 @@ fn parse_format(s: Option<&str>) -> Result<Format, CliError> {
 }
 
 /// A file written next to its destination and renamed into place when complete.
-fn write_atomically(dest: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), CliError> {
+fn write_atomically(
+    dest: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), CliError> {
     let name = dest
         .file_name()
         .ok_or_else(|| CliError::usage(format!("{} is not a file name", dest.display())))?;
@@ -182,13 +189,21 @@ fn write_atomically(dest: &Path, write: impl FnOnce(&Path) -> Result<(), String>
     });
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(CliError::runtime(format!("cannot write {}: {e}", dest.display())));
+        return Err(CliError::runtime(format!(
+            "cannot write {}: {e}",
+            dest.display()
+        )));
     }
     Ok(())
 }
 
 /// `export`: the calls as CSV (stdout or file) or XLSX (file).
-pub fn export(config: &Path, filters: &FilterArgs, format: Option<&str>, output: Option<&Path>) -> Result<(), CliError> {
+pub fn export(
+    config: &Path,
+    filters: &FilterArgs,
+    format: Option<&str>,
+    output: Option<&Path>,
+) -> Result<(), CliError> {
     let format = parse_format(format)?;
     if format == Format::Xlsx && output.is_none() {
         return Err(CliError::usage(
@@ -197,12 +212,15 @@ pub fn export(config: &Path, filters: &FilterArgs, format: Option<&str>, output:
     }
     let cfg = Config::load_for(config, &Env::from_process(), Needs::NONE)?;
     let tz = cfg.export.timezone;
-    let f = Filters::from_pairs(&filters.pairs(), tz).map_err(|e| CliError::usage(format!("export: {e}")))?;
+    let f = Filters::from_pairs(&filters.pairs(), tz)
+        .map_err(|e| CliError::usage(format!("export: {e}")))?;
     let db = cfg.storage_path.clone();
     // Open once up front so a missing database is a clear runtime error, not a file.
     storage::open_reader(&db).map_err(|e| CliError::runtime(e.to_string()))?;
     match (format, output) {
-        (Format::Xlsx, Some(out)) => write_atomically(out, |tmp| export::write_xlsx(&db, f, tz, tmp).map(|_| ())),
+        (Format::Xlsx, Some(out)) => {
+            write_atomically(out, |tmp| export::write_xlsx(&db, f, tz, tmp).map(|_| ()))
+        }
         (Format::Csv, Some(out)) => write_atomically(out, |tmp| {
             let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
             let mut w = std::io::BufWriter::new(file);
@@ -212,7 +230,9 @@ pub fn export(config: &Path, filters: &FilterArgs, format: Option<&str>, output:
         (_, None) => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            match export::write_csv(&db, f, tz, &mut w).and_then(|_| w.flush().map_err(|e| e.to_string())) {
+            match export::write_csv(&db, f, tz, &mut w)
+                .and_then(|_| w.flush().map_err(|e| e.to_string()))
+            {
                 Ok(()) => Ok(()),
                 // `| head` closing the pipe is not an error.
                 Err(e) if e.contains("Broken pipe") => Ok(()),
@@ -223,7 +243,12 @@ pub fn export(config: &Path, filters: &FilterArgs, format: Option<&str>, output:
 }
 
 /// `share-link`: a read-only, expiring export URL.
-pub fn share_link(config: &Path, filters: &FilterArgs, format: Option<&str>, days: Option<i64>) -> Result<String, CliError> {
+pub fn share_link(
+    config: &Path,
+    filters: &FilterArgs,
+    format: Option<&str>,
+    days: Option<i64>,
+) -> Result<String, CliError> {
     if filters.from.is_some() || filters.to.is_some() {
         return Err(CliError::usage(
             "share-link takes no --from/--to; the person using the link may add from= and to= to narrow it",
@@ -232,7 +257,9 @@ pub fn share_link(config: &Path, filters: &FilterArgs, format: Option<&str>, day
     let format = parse_format(format)?;
     let days = days.unwrap_or(90);
     if !(1..=3650).contains(&days) {
-        return Err(CliError::usage(format!("--days {days} is out of range; give 1 to 3650 (default 90)")));
+        return Err(CliError::usage(format!(
+            "--days {days} is out of range; give 1 to 3650 (default 90)"
+        )));
     }
     let cfg = Config::load_for(
         config,
@@ -242,7 +269,8 @@ pub fn share_link(config: &Path, filters: &FilterArgs, format: Option<&str>, day
             export_token: true,
         },
     )?;
-    Filters::from_pairs(&filters.pairs(), cfg.export.timezone).map_err(|e| CliError::usage(format!("share-link: {e}")))?;
+    Filters::from_pairs(&filters.pairs(), cfg.export.timezone)
+        .map_err(|e| CliError::usage(format!("share-link: {e}")))?;
     let token = cfg.export.token.as_ref().ok_or_else(|| {
         CliError::usage(format!(
             "{}: [export] has no `token`; set `token` (or `token_file`, or $CALLTRACKD_EXPORT_TOKEN): share links are signed with it",
@@ -271,12 +299,15 @@ pub fn backup(config: &Path, dest: &Path) -> Result<String, CliError> {
     }
     let tmp: PathBuf = dest.with_file_name(format!(
         ".{}.partial",
-        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let _ = std::fs::remove_file(&tmp);
     let result = storage::backup_into(&cfg.storage_path, &tmp).and_then(|calls| {
-        std::fs::rename(&tmp, dest)
-            .map_err(|e| storage::StorageError(format!("cannot rename into {}: {e}", dest.display())))?;
+        std::fs::rename(&tmp, dest).map_err(|e| {
+            storage::StorageError(format!("cannot rename into {}: {e}", dest.display()))
+        })?;
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }

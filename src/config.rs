@@ -416,7 +416,11 @@ impl Loader<'_> {
     }
 
     /// A secret from the environment: set-but-empty is an error, not "unset".
-    fn env_secret(&self, name: &str, value: &Option<String>) -> Result<Option<Secret>, ConfigError> {
+    fn env_secret(
+        &self,
+        name: &str,
+        value: &Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
         match value {
             None => Ok(None),
             Some(v) if v.trim().is_empty() => Err(ConfigError(format!(
@@ -557,7 +561,13 @@ impl Config {
         // [twilio]
         let t = raw.twilio;
         let need = needs.auth_token;
-        let from_file = ld.secret("twilio", "auth_token", t.auth_token, t.auth_token_file, need)?;
+        let from_file = ld.secret(
+            "twilio",
+            "auth_token",
+            t.auth_token,
+            t.auth_token_file,
+            need,
+        )?;
         let previous = ld.secret(
             "twilio",
             "previous_auth_token",
@@ -568,7 +578,9 @@ impl Config {
         let mut auth_tokens = Vec::new();
         let mut origin = "not read by this command".to_owned();
         if need {
-            let (primary, from) = match ld.env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token)? {
+            let (primary, from) = match ld
+                .env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token)?
+            {
                 Some(tok) => (tok, "environment variable TWILIO_AUTH_TOKEN".to_owned()),
                 None => match from_file {
                     Some(found) => found,
@@ -762,10 +774,19 @@ impl Config {
                 self.rules.min_duration_seconds
             ),
         );
-        let users: BTreeSet<&str> = self.rules.numbers.values().map(|n| n.user.as_str()).collect();
+        let users: BTreeSet<&str> = self
+            .rules
+            .numbers
+            .values()
+            .map(|n| n.user.as_str())
+            .collect();
         line(
             "numbers",
-            &format!("{} numbers, {} users", self.rules.numbers.len(), users.len()),
+            &format!(
+                "{} numbers, {} users",
+                self.rules.numbers.len(),
+                users.len()
+            ),
         );
         let mut nums: Vec<&NumberRule> = self.rules.numbers.values().collect();
         nums.sort_by(|a, b| a.number.cmp(&b.number));
@@ -794,7 +815,10 @@ fn holds_inline_secret(text: &str) -> bool {
         let l = l.trim_start();
         ["auth_token", "previous_auth_token", "token"]
             .iter()
-            .any(|k| l.strip_prefix(k).is_some_and(|r| r.trim_start().starts_with('=')))
+            .any(|k| {
+                l.strip_prefix(k)
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+            })
     })
 }
 
@@ -873,15 +897,21 @@ mod tests {
     fn numbers_are_validated() {
         let base = format!("{MIN}[[numbers]]\nnumber = \"+18005551212\"\nuser = \"a\"\n");
         assert!(parse(&base).is_ok());
-        let e = parse(&format!("{MIN}[[numbers]]\nnumber = \"8005551212\"\nuser = \"a\"\n"))
-            .unwrap_err()
-            .0;
+        let e = parse(&format!(
+            "{MIN}[[numbers]]\nnumber = \"8005551212\"\nuser = \"a\"\n"
+        ))
+        .unwrap_err()
+        .0;
         assert!(e.contains("not E.164") && e.contains("`number`"), "{e}");
-        let e = parse(&format!("{base}[[numbers]]\nnumber = \"+18005551212\"\nuser = \"b\"\n"))
+        let e = parse(&format!(
+            "{base}[[numbers]]\nnumber = \"+18005551212\"\nuser = \"b\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("listed twice"), "{e}");
+        let e = parse(&format!("{base}forward_to = \"555\"\n"))
             .unwrap_err()
             .0;
-        assert!(e.contains("listed twice"), "{e}");
-        let e = parse(&format!("{base}forward_to = \"555\"\n")).unwrap_err().0;
         assert!(e.contains("`forward_to`"), "{e}");
         let e = parse(&format!("{MIN}[[numbers]]\nnumber = \"+18005551212\"\n"))
             .unwrap_err()
@@ -914,7 +944,9 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("cannot be read"), "{e}");
-        let e = parse(&format!("{MIN}[export]\ntoken = \" \"\n")).unwrap_err().0;
+        let e = parse(&format!("{MIN}[export]\ntoken = \" \"\n"))
+            .unwrap_err()
+            .0;
         assert!(e.contains("[export] `token` is empty"), "{e}");
     }
 
@@ -935,8 +967,14 @@ mod tests {
 
     #[test]
     fn public_url_forms() {
-        assert_eq!(validate_public_url("https://a.example.com/").unwrap(), "https://a.example.com");
-        assert_eq!(validate_public_url("http://a:8080/pre/fix").unwrap(), "http://a:8080/pre/fix");
+        assert_eq!(
+            validate_public_url("https://a.example.com/").unwrap(),
+            "https://a.example.com"
+        );
+        assert_eq!(
+            validate_public_url("http://a:8080/pre/fix").unwrap(),
+            "http://a:8080/pre/fix"
+        );
         assert!(validate_public_url("https://[::1]:8443").is_ok());
         assert!(validate_public_url("ftp://a").is_err());
         assert!(validate_public_url("https://").is_err());
@@ -948,9 +986,13 @@ mod tests {
 
     #[test]
     fn bad_listen_and_timezone() {
-        let e = parse(&format!("{MIN}[server]\nlisten = \"localhost\"\n")).unwrap_err().0;
+        let e = parse(&format!("{MIN}[server]\nlisten = \"localhost\"\n"))
+            .unwrap_err()
+            .0;
         assert!(e.contains("`listen`"), "{e}");
-        let e = parse(&format!("{MIN}[export]\ntimezone = \"Mars/Base\"\n")).unwrap_err().0;
+        let e = parse(&format!("{MIN}[export]\ntimezone = \"Mars/Base\"\n"))
+            .unwrap_err()
+            .0;
         assert!(e.contains("`timezone`"), "{e}");
     }
 
@@ -962,8 +1004,9 @@ mod tests {
 
     #[test]
     fn summary_has_no_secret() {
-        let c = parse("[twilio]\nauth_token = \"supersecret1\"\n[export]\ntoken = \"supersecret2\"\n")
-            .unwrap();
+        let c =
+            parse("[twilio]\nauth_token = \"supersecret1\"\n[export]\ntoken = \"supersecret2\"\n")
+                .unwrap();
         let s = c.summary();
         assert!(!s.contains("supersecret"), "{s}");
         assert!(!format!("{c:?}").contains("supersecret"));

@@ -134,7 +134,9 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
                 break Ok(());
             }
             Ok(Event::Fatal(msg)) => {
-                log::error!("{msg}: stopping with exit code 1 so the service manager restarts calltrackd");
+                log::error!(
+                    "{msg}: stopping with exit code 1 so the service manager restarts calltrackd"
+                );
                 break Err(msg);
             }
             Err(_) => break Err("the event channel closed".into()),
@@ -187,10 +189,15 @@ fn metrics_route(metrics: &Metrics, db: &std::path::Path, req: &mut http::Reques
     match (req.path(), req.method()) {
         ("/metrics", http::Method::Get | http::Method::Head) => Response {
             status: 200,
-            headers: vec![("Content-Type".into(), "text/plain; version=0.0.4; charset=utf-8".into())],
+            headers: vec![(
+                "Content-Type".into(),
+                "text/plain; version=0.0.4; charset=utf-8".into(),
+            )],
             body: http::Body::Bytes(metrics.render(db).into_bytes()),
         },
-        ("/metrics", _) => Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"),
+        ("/metrics", _) => {
+            Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
+        }
         _ => Response::text(404, "not found\n"),
     }
 }

@@ -126,7 +126,12 @@ pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, String> {
                         .earliest()
                 })
             })
-            .ok_or_else(|| format!("`{name}` = {value:?} does not exist in time zone {}", tz.name()))?;
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` = {value:?} does not exist in time zone {}",
+                    tz.name()
+                )
+            })?;
         return Ok(local.timestamp());
     }
     DateTime::parse_from_rfc3339(value)
@@ -196,7 +201,8 @@ struct Row {
     ended_at: Option<i64>,
 }
 
-const SELECT: &str = "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
+const SELECT: &str =
+    "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
         caller_state, direction, status, answered, qualified, duration_seconds, talk_seconds,
         started_at, ended_at
     FROM calls
@@ -279,9 +285,7 @@ impl Pager {
 
 /// Whether a text is a plain phone number (`+` and digits only).
 fn is_plain_phone(s: &str) -> bool {
-    s.len() > 1
-        && s.starts_with('+')
-        && s[1..].bytes().all(|b| b.is_ascii_digit())
+    s.len() > 1 && s.starts_with('+') && s[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Neutralises a text cell so no spreadsheet runs it as a formula.
@@ -419,7 +423,8 @@ pub fn write_xlsx(db: &Path, filters: Filters, tz: Tz, path: &Path) -> Result<u6
     let bold = XFormat::new().set_bold();
     let when = XFormat::new().set_num_format("yyyy-mm-dd hh:mm:ss");
     for (c, name) in COLUMNS.iter().enumerate() {
-        ws.write_string_with_format(0, c as u16, *name, &bold).map_err(xerr)?;
+        ws.write_string_with_format(0, c as u16, *name, &bold)
+            .map_err(xerr)?;
     }
     let mut row: u32 = 0;
     loop {
@@ -461,19 +466,35 @@ pub fn write_xlsx(db: &Path, filters: Filters, tz: Tz, path: &Path) -> Result<u6
             if let Some(t) = r.talk_seconds {
                 ws.write_number(row, 13, t as f64).map_err(xerr)?;
             }
-            let utc = |t: i64| DateTime::<Utc>::from_timestamp(t, 0).unwrap_or_default().naive_utc();
+            let utc = |t: i64| {
+                DateTime::<Utc>::from_timestamp(t, 0)
+                    .unwrap_or_default()
+                    .naive_utc()
+            };
             ws.write_datetime_with_format(row, 14, utc(r.started_at), &when)
                 .map_err(xerr)?;
             if let Some(e) = r.ended_at {
-                ws.write_datetime_with_format(row, 15, utc(e), &when).map_err(xerr)?;
+                ws.write_datetime_with_format(row, 15, utc(e), &when)
+                    .map_err(xerr)?;
             }
             ws.write_datetime_with_format(row, 16, local_naive(r.started_at, tz), &when)
                 .map_err(xerr)?;
         }
     }
     ws.set_freeze_panes(1, 0).map_err(xerr)?;
-    ws.autofilter(0, 0, row, (COLUMNS.len() - 1) as u16).map_err(xerr)?;
-    for (c, w) in [(0u16, 36.0), (1, 18.0), (2, 15.0), (3, 16.0), (4, 15.0), (5, 18.0), (14, 20.0), (15, 20.0), (16, 20.0)] {
+    ws.autofilter(0, 0, row, (COLUMNS.len() - 1) as u16)
+        .map_err(xerr)?;
+    for (c, w) in [
+        (0u16, 36.0),
+        (1, 18.0),
+        (2, 15.0),
+        (3, 16.0),
+        (4, 15.0),
+        (5, 18.0),
+        (14, 20.0),
+        (15, 20.0),
+        (16, 20.0),
+    ] {
         ws.set_column_width(c, w).map_err(xerr)?;
     }
     wb.push_worksheet(ws);
@@ -484,7 +505,9 @@ pub fn write_xlsx(db: &Path, filters: Filters, tz: Tz, path: &Path) -> Result<u6
 /// Writes the export to `out` (CSV) — the command line's path, same bytes as HTTP.
 pub fn write_csv(db: &Path, filters: Filters, tz: Tz, out: &mut dyn Write) -> Result<(), String> {
     let mut stream = CsvStream::open(db, filters, tz).map_err(|e| e.to_string())?;
-    io::copy(&mut stream, out).map(|_| ()).map_err(|e| e.to_string())
+    io::copy(&mut stream, out)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------- share links
@@ -494,8 +517,14 @@ type HmacSha256 = Hmac<Sha256>;
 /// The query parameters a share link signs (besides `expires` and `sig`).
 const SHARE_SCOPE: [&str; 3] = ["user", "source", "qualified"];
 
-fn share_mac(token: &Secret, format: Format, scope: &[(String, String)], expires: i64) -> HmacSha256 {
-    let mut m = HmacSha256::new_from_slice(token.expose().as_bytes()).expect("HMAC takes any key length");
+fn share_mac(
+    token: &Secret,
+    format: Format,
+    scope: &[(String, String)],
+    expires: i64,
+) -> HmacSha256 {
+    let mut m =
+        HmacSha256::new_from_slice(token.expose().as_bytes()).expect("HMAC takes any key length");
     m.update(b"calltrackd share link v1\n");
     m.update(format.ext().as_bytes());
     for name in SHARE_SCOPE {
@@ -514,8 +543,17 @@ fn share_mac(token: &Secret, format: Format, scope: &[(String, String)], expires
 }
 
 /// The share link's query string for these scope filters.
-pub fn share_query(token: &Secret, format: Format, scope: &[(String, String)], expires: i64) -> String {
-    let sig = B64URL.encode(share_mac(token, format, scope, expires).finalize().into_bytes());
+pub fn share_query(
+    token: &Secret,
+    format: Format,
+    scope: &[(String, String)],
+    expires: i64,
+) -> String {
+    let sig = B64URL.encode(
+        share_mac(token, format, scope, expires)
+            .finalize()
+            .into_bytes(),
+    );
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for name in SHARE_SCOPE {
         if let Some((_, v)) = scope.iter().find(|(k, _)| k == name) {
@@ -529,7 +567,13 @@ pub fn share_query(token: &Secret, format: Format, scope: &[(String, String)], e
 }
 
 /// Checks a share link's query; returns the filters it grants (plus any `from`/`to`).
-fn verify_share(token: &Secret, format: Format, pairs: &[(String, String)], now: i64, tz: Tz) -> Result<Filters, (u16, String)> {
+fn verify_share(
+    token: &Secret,
+    format: Format,
+    pairs: &[(String, String)],
+    now: i64,
+    tz: Tz,
+) -> Result<Filters, (u16, String)> {
     let forbidden = |m: &str| (403, m.to_owned());
     let mut scope = Vec::new();
     let mut dates = Vec::new();
@@ -563,7 +607,10 @@ fn verify_share(token: &Secret, format: Format, pairs: &[(String, String)], now:
     if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err(forbidden("share link altered"));
     }
-    if share_mac(token, format, &scope, expires).verify_slice(&sig).is_err() {
+    if share_mac(token, format, &scope, expires)
+        .verify_slice(&sig)
+        .is_err()
+    {
         return Err(forbidden("share link altered or revoked"));
     }
     if now >= expires {
@@ -581,9 +628,15 @@ fn authorized(token: &Secret, req: &Request) -> bool {
         return false;
     };
     let h = h.trim();
-    let given: Vec<u8> = if let Some(b) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
+    let given: Vec<u8> = if let Some(b) = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+    {
         b.trim().as_bytes().to_vec()
-    } else if let Some(b) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")) {
+    } else if let Some(b) = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))
+    {
         match B64.decode(b.trim()) {
             Ok(raw) => match raw.iter().position(|&c| c == b':') {
                 Some(i) => raw[i + 1..].to_vec(),
@@ -605,9 +658,16 @@ fn unauthorized() -> Response {
 /// `GET /calls.csv` and `GET /calls.xlsx` (method already checked).
 pub fn http_export(s: &Settings, req: &Request) -> Response {
     let Some(token) = &s.token else {
-        return Response::text(404, "not found (the HTTP export is off: no export token is configured)\n");
+        return Response::text(
+            404,
+            "not found (the HTTP export is off: no export token is configured)\n",
+        );
     };
-    let format = if req.path().ends_with(".xlsx") { Format::Xlsx } else { Format::Csv };
+    let format = if req.path().ends_with(".xlsx") {
+        Format::Xlsx
+    } else {
+        Format::Csv
+    };
     let pairs: Vec<(String, String)> = match req.query() {
         Some(q) => match serde_urlencoded::from_str(q) {
             Ok(p) => p,
@@ -639,7 +699,10 @@ pub fn http_export(s: &Settings, req: &Request) -> Response {
                 status: 200,
                 headers: vec![
                     ("Content-Type".into(), "text/csv; charset=utf-8".into()),
-                    ("Content-Disposition".into(), "inline; filename=\"calls.csv\"".into()),
+                    (
+                        "Content-Disposition".into(),
+                        "inline; filename=\"calls.csv\"".into(),
+                    ),
                     ("Cache-Control".into(), "no-store".into()),
                 ],
                 body: Body::Stream(Box::new(stream)),
@@ -657,7 +720,10 @@ pub fn http_export(s: &Settings, req: &Request) -> Response {
                         "Content-Type".into(),
                         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
                     ),
-                    ("Content-Disposition".into(), "attachment; filename=\"calls.xlsx\"".into()),
+                    (
+                        "Content-Disposition".into(),
+                        "attachment; filename=\"calls.xlsx\"".into(),
+                    ),
                     ("Cache-Control".into(), "no-store".into()),
                 ],
                 body: Body::Stream(Box::new(file)),
@@ -706,9 +772,18 @@ mod tests {
     #[test]
     fn bounds() {
         let ny: Tz = "America/New_York".parse().unwrap();
-        assert_eq!(parse_bound("from", "2026-01-01", chrono_tz::UTC).unwrap(), 1767225600);
-        assert_eq!(parse_bound("from", "2026-01-01", ny).unwrap(), 1767225600 + 5 * 3600);
-        assert_eq!(parse_bound("from", "2026-01-01T00:00:00Z", ny).unwrap(), 1767225600);
+        assert_eq!(
+            parse_bound("from", "2026-01-01", chrono_tz::UTC).unwrap(),
+            1767225600
+        );
+        assert_eq!(
+            parse_bound("from", "2026-01-01", ny).unwrap(),
+            1767225600 + 5 * 3600
+        );
+        assert_eq!(
+            parse_bound("from", "2026-01-01T00:00:00Z", ny).unwrap(),
+            1767225600
+        );
         assert!(parse_bound("from", "2026-13-01", ny).is_err());
         assert!(parse_bound("from", "yesterday", ny).is_err());
         assert!(parse_bound("from", "2026-1-1", ny).is_err());
@@ -716,11 +791,16 @@ mod tests {
 
     #[test]
     fn filters_are_strict() {
-        let p = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let p = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(Filters::from_pairs(&p(&[("qualifed", "true")]), chrono_tz::UTC).is_err());
         assert!(Filters::from_pairs(&p(&[("qualified", "yes")]), chrono_tz::UTC).is_err());
         assert!(Filters::from_pairs(&p(&[("user", "a"), ("user", "b")]), chrono_tz::UTC).is_err());
-        let f = Filters::from_pairs(&p(&[("user", "a"), ("qualified", "false")]), chrono_tz::UTC).unwrap();
+        let f = Filters::from_pairs(&p(&[("user", "a"), ("qualified", "false")]), chrono_tz::UTC)
+            .unwrap();
         assert_eq!((f.user.as_deref(), f.qualified), (Some("a"), Some(false)));
     }
 
@@ -733,19 +813,49 @@ mod tests {
         let f = verify_share(&t, Format::Csv, &pairs, 1000, chrono_tz::UTC).unwrap();
         assert_eq!(f.user.as_deref(), Some("acme"));
         // expired
-        assert_eq!(verify_share(&t, Format::Csv, &pairs, 2000, chrono_tz::UTC).unwrap_err().0, 403);
+        assert_eq!(
+            verify_share(&t, Format::Csv, &pairs, 2000, chrono_tz::UTC)
+                .unwrap_err()
+                .0,
+            403
+        );
         // other format, other token
         assert!(verify_share(&t, Format::Xlsx, &pairs, 1000, chrono_tz::UTC).is_err());
-        assert!(verify_share(&Secret::new("new".into()), Format::Csv, &pairs, 1000, chrono_tz::UTC).is_err());
+        assert!(
+            verify_share(
+                &Secret::new("new".into()),
+                Format::Csv,
+                &pairs,
+                1000,
+                chrono_tz::UTC
+            )
+            .is_err()
+        );
         // edited user, added scope, extended expiry
-        for (k, v) in [("user", "other"), ("source", "x"), ("expires", "9999999999")] {
-            let mut edited: Vec<(String, String)> = pairs.iter().filter(|(a, _)| a != k).cloned().collect();
+        for (k, v) in [
+            ("user", "other"),
+            ("source", "x"),
+            ("expires", "9999999999"),
+        ] {
+            let mut edited: Vec<(String, String)> =
+                pairs.iter().filter(|(a, _)| a != k).cloned().collect();
             edited.push((k.into(), v.into()));
-            assert_eq!(verify_share(&t, Format::Csv, &edited, 1000, chrono_tz::UTC).unwrap_err().0, 403, "{k}");
+            assert_eq!(
+                verify_share(&t, Format::Csv, &edited, 1000, chrono_tz::UTC)
+                    .unwrap_err()
+                    .0,
+                403,
+                "{k}"
+            );
         }
         // from/to narrow
         let mut narrowed = pairs.clone();
         narrowed.push(("from".into(), "2026-01-01".into()));
-        assert!(verify_share(&t, Format::Csv, &narrowed, 1000, chrono_tz::UTC).unwrap().from.is_some());
+        assert!(
+            verify_share(&t, Format::Csv, &narrowed, 1000, chrono_tz::UTC)
+                .unwrap()
+                .from
+                .is_some()
+        );
     }
 }

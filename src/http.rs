@@ -184,7 +184,8 @@ impl Server {
     pub fn bind(addr: SocketAddr, max_body: u64) -> Result<Server, String> {
         tiny_http::set_buffered_body_limit(max_body.min(usize::MAX as u64) as usize);
         tiny_http::set_socket_timeout(Some(SOCKET_TIMEOUT));
-        let inner = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let inner =
+            tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let addr = inner
             .server_addr()
             .to_ip()
@@ -246,13 +247,20 @@ impl Running {
     }
 }
 
-fn worker(server: &tiny_http::Server, handler: &Handler, stopping: &AtomicBool, on_fatal: &(dyn Fn(String) + Send + Sync)) {
+fn worker(
+    server: &tiny_http::Server,
+    handler: &Handler,
+    stopping: &AtomicBool,
+    on_fatal: &(dyn Fn(String) + Send + Sync),
+) {
     loop {
         match server.recv() {
             Ok(rq) => serve_one(rq, handler),
             Err(e) => {
                 if !stopping.load(Ordering::SeqCst) {
-                    on_fatal(format!("the HTTP listener stopped accepting connections ({e})"));
+                    on_fatal(format!(
+                        "the HTTP listener stopped accepting connections ({e})"
+                    ));
                 }
                 return;
             }
@@ -265,7 +273,11 @@ fn serve_one(rq: tiny_http::Request, handler: &Handler) {
     let response = match catch_unwind(AssertUnwindSafe(|| handler(&mut req))) {
         Ok(r) => r,
         Err(_) => {
-            log::error!("internal error while handling {} {}: answered 500", method_name(&req.method), req.path());
+            log::error!(
+                "internal error while handling {} {}: answered 500",
+                method_name(&req.method),
+                req.path()
+            );
             Response::text(500, "internal error\n")
         }
     };
@@ -291,7 +303,13 @@ fn respond(rq: tiny_http::Request, r: Response) {
     let result = match r.body {
         Body::Bytes(b) => {
             let len = b.len();
-            rq.respond(tiny_http::Response::new(status, headers, Cursor::new(b), Some(len), None))
+            rq.respond(tiny_http::Response::new(
+                status,
+                headers,
+                Cursor::new(b),
+                Some(len),
+                None,
+            ))
         }
         Body::Stream(s) => rq.respond(tiny_http::Response::new(status, headers, s, None, None)),
     };

@@ -160,7 +160,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             filter,
             format,
             output,
-        } => commands::export(&config.path(), &(&filter).into(), Some(&format), output.as_deref()),
+        } => commands::export(
+            &config.path(),
+            &(&filter).into(),
+            Some(&format),
+            output.as_deref(),
+        ),
         Command::ShareLink {
             config,
             user,

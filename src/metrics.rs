@@ -72,7 +72,11 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
@@ -110,9 +114,15 @@ impl Metrics {
         Metrics {
             webhooks: Default::default(),
             responses: Default::default(),
-            latency: Histogram::new(&[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
-            batch_size: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
-            commit_seconds: Histogram::new(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            latency: Histogram::new(&[
+                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+            batch_size: Histogram::new(&[
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+            commit_seconds: Histogram::new(&[
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ]),
             commit_failures: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
@@ -128,10 +138,7 @@ impl Metrics {
 
     /// Counts one response on the main listener by status code (others as "other").
     pub fn count_response(&self, status: u16) {
-        let i = STATUS_CODES
-            .iter()
-            .position(|c| *c == status)
-            .unwrap_or(10);
+        let i = STATUS_CODES.iter().position(|c| *c == status).unwrap_or(10);
         self.responses[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -222,11 +229,17 @@ impl Metrics {
                         "calltrackd_calls{{answered=\"{answered}\",qualified=\"{qualified}\"}} {n}"
                     );
                 }
-                let _ = writeln!(out, "# HELP calltrackd_database_up Whether the database could be read.\n# TYPE calltrackd_database_up gauge\ncalltrackd_database_up 1");
+                let _ = writeln!(
+                    out,
+                    "# HELP calltrackd_database_up Whether the database could be read.\n# TYPE calltrackd_database_up gauge\ncalltrackd_database_up 1"
+                );
             }
             Err(e) => {
                 log::warn!("metrics: cannot read call counts: {e}");
-                let _ = writeln!(out, "# HELP calltrackd_database_up Whether the database could be read.\n# TYPE calltrackd_database_up gauge\ncalltrackd_database_up 0");
+                let _ = writeln!(
+                    out,
+                    "# HELP calltrackd_database_up Whether the database could be read.\n# TYPE calltrackd_database_up gauge\ncalltrackd_database_up 0"
+                );
             }
         }
         out
@@ -243,7 +256,8 @@ fn label(v: Option<bool>) -> &'static str {
 
 fn call_counts(db: &Path) -> Result<Vec<(&'static str, &'static str, i64)>, storage::StorageError> {
     let conn = storage::open_reader(db)?;
-    let mut stmt = conn.prepare("SELECT answered, qualified, count(*) FROM calls GROUP BY 1, 2 ORDER BY 1, 2")?;
+    let mut stmt = conn
+        .prepare("SELECT answered, qualified, count(*) FROM calls GROUP BY 1, 2 ORDER BY 1, 2")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             label(r.get::<_, Option<bool>>(0)?),

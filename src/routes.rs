@@ -99,21 +99,31 @@ fn reject(app: &App, status: u16, outcome: MetricOutcome, text: &str) -> Respons
 fn signed_url(app: &App, req: &Request) -> Option<String> {
     match &app.public_url {
         Some(base) => Some(format!("{base}{}", req.url())),
-        None => req.header("Host").map(|h| format!("http://{h}{}", req.url())),
+        None => req
+            .header("Host")
+            .map(|h| format!("http://{h}{}", req.url())),
     }
 }
 
 fn webhook(app: &App, req: &mut Request) -> Response {
     let received_ms = now_ms();
     // Size before anything is read.
-    if req.content_length().is_some_and(|n| n as u64 > app.max_body_bytes) {
+    if req
+        .content_length()
+        .is_some_and(|n| n as u64 > app.max_body_bytes)
+    {
         log::warn!(
             "webhook: body of {} bytes is over max_body_bytes ({}): 413",
             req.content_length().unwrap_or(0),
             app.max_body_bytes
         );
-        return reject(app, 413, MetricOutcome::BadRequest, "request body too large")
-            .with_header("Connection", "close");
+        return reject(
+            app,
+            413,
+            MetricOutcome::BadRequest,
+            "request body too large",
+        )
+        .with_header("Connection", "close");
     }
     let content_type = req.header("Content-Type").unwrap_or("").to_owned();
     let Some(body_type) = BodyType::from_content_type(Some(&content_type)) else {
@@ -128,25 +138,45 @@ fn webhook(app: &App, req: &mut Request) -> Response {
     let body = match req.read_body(app.max_body_bytes) {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
-            log::warn!("webhook: body over max_body_bytes ({}): 413", app.max_body_bytes);
-            return reject(app, 413, MetricOutcome::BadRequest, "request body too large")
-                .with_header("Connection", "close");
+            log::warn!(
+                "webhook: body over max_body_bytes ({}): 413",
+                app.max_body_bytes
+            );
+            return reject(
+                app,
+                413,
+                MetricOutcome::BadRequest,
+                "request body too large",
+            )
+            .with_header("Connection", "close");
         }
         Err(BodyError::Io(e)) => {
             log::warn!("webhook: could not read the request body ({e}): 400");
-            return reject(app, 400, MetricOutcome::BadRequest, "could not read the request body");
+            return reject(
+                app,
+                400,
+                MetricOutcome::BadRequest,
+                "could not read the request body",
+            );
         }
     };
     let params = match twilio::parse_body(body_type, &body) {
         Ok(p) => p,
         Err(why) => {
             log::warn!("webhook: unparseable body: {why}: 400");
-            return reject(app, 400, MetricOutcome::BadRequest, &format!("unparseable body: {why}"));
+            return reject(
+                app,
+                400,
+                MetricOutcome::BadRequest,
+                &format!("unparseable body: {why}"),
+            );
         }
     };
 
     let Some(url) = signed_url(app, req) else {
-        log::warn!("webhook: no Host header and no [server] public_url, so the signature cannot be checked: 403");
+        log::warn!(
+            "webhook: no Host header and no [server] public_url, so the signature cannot be checked: 403"
+        );
         return reject(app, 403, MetricOutcome::BadSignature, "invalid signature");
     };
     let header = req.header("X-Twilio-Signature");
@@ -178,20 +208,30 @@ fn webhook(app: &App, req: &mut Request) -> Response {
     let (answer, twiml) = match kind {
         Kind::Incoming if !facts.is_child_leg() => {
             let tracking = facts.tracking_number();
-            match rules.number(tracking).and_then(|n| n.forward_to.as_ref().map(|f| (n, f))) {
+            match rules
+                .number(tracking)
+                .and_then(|n| n.forward_to.as_ref().map(|f| (n, f)))
+            {
                 Some((n, forward_to)) => {
                     let action = match &app.public_url {
                         Some(base) => format!("{base}{WEBHOOK_PATH}"),
                         // Resolved by Twilio against the request URL: the same path.
                         None => "webhook".to_owned(),
                     };
-                    (Answer::Dial, twilio::dial_twiml(forward_to, n.ring_timeout_seconds, &action))
+                    (
+                        Answer::Dial,
+                        twilio::dial_twiml(forward_to, n.ring_timeout_seconds, &action),
+                    )
                 }
                 None => {
                     log::warn!(
                         "call {}: tracking number {} has no forward_to, so the caller is hung up on",
                         facts.call_sid,
-                        if rules.number(tracking).is_some() { "(configured)" } else { "(not in [[numbers]])" }
+                        if rules.number(tracking).is_some() {
+                            "(configured)"
+                        } else {
+                            "(not in [[numbers]])"
+                        }
                     );
                     (Answer::Hangup, EMPTY_TWIML.to_owned())
                 }
@@ -232,18 +272,26 @@ fn webhook(app: &App, req: &mut Request) -> Response {
                     log::info!(
                         "stored {what} for call {call_sid}: user {:?}, status {}, answered {}, qualified {}",
                         call.user,
-                        if call.status.is_empty() { "-" } else { &call.status },
+                        if call.status.is_empty() {
+                            "-"
+                        } else {
+                            &call.status
+                        },
                         tri(call.answered),
                         tri(call.qualified)
                     );
                 }
                 Outcome::Duplicate => {
                     app.metrics.count_webhook(MetricOutcome::Duplicate);
-                    log::info!("stored {what} for call {call_sid}: a repeat of an earlier request, nothing changed");
+                    log::info!(
+                        "stored {what} for call {call_sid}: a repeat of an earlier request, nothing changed"
+                    );
                 }
                 Outcome::ChildLeg => {
                     app.metrics.count_webhook(MetricOutcome::Stored);
-                    log::info!("stored {what} for call {call_sid}: an outbound-dial leg, kept as an event only");
+                    log::info!(
+                        "stored {what} for call {call_sid}: an outbound-dial leg, kept as an event only"
+                    );
                 }
             }
             Response {
@@ -254,8 +302,13 @@ fn webhook(app: &App, req: &mut Request) -> Response {
         }
         Err(e) => {
             log::error!("webhook: call {call_sid} not stored ({e}): 503, Twilio may retry");
-            reject(app, 503, MetricOutcome::StorageError, "storage unavailable, try again later")
-                .with_header("Retry-After", "5")
+            reject(
+                app,
+                503,
+                MetricOutcome::StorageError,
+                "storage unavailable, try again later",
+            )
+            .with_header("Retry-After", "5")
         }
     }
 }

@@ -55,7 +55,8 @@ pub fn compute(token: &Secret, url: &str, suffix: &[u8]) -> String {
 }
 
 fn mac(token: &Secret, url: &str, suffix: &[u8]) -> HmacSha1 {
-    let mut m = HmacSha1::new_from_slice(token.expose().as_bytes()).expect("HMAC takes any key length");
+    let mut m =
+        HmacSha1::new_from_slice(token.expose().as_bytes()).expect("HMAC takes any key length");
     m.update(url.as_bytes());
     m.update(suffix);
     m
@@ -144,7 +145,9 @@ pub fn verify(tokens: &[Secret], url: &str, signed: Signed<'_>, header: Option<&
     for candidate in url_variants(url) {
         for token in tokens {
             // No early return: every candidate is checked, each in constant time.
-            ok |= mac(token, &candidate, &suffix).verify_slice(&expected).is_ok();
+            ok |= mac(token, &candidate, &suffix)
+                .verify_slice(&expected)
+                .is_ok();
         }
     }
     ok
@@ -172,7 +175,10 @@ mod tests {
             url_variants("http://[::1]/x"),
             vec!["http://[::1]/x", "http://[::1]:80/x"]
         );
-        assert_eq!(url_variants("https://a.com"), vec!["https://a.com", "https://a.com:443"]);
+        assert_eq!(
+            url_variants("https://a.com"),
+            vec!["https://a.com", "https://a.com:443"]
+        );
     }
 
     #[test]
@@ -202,10 +208,20 @@ mod tests {
         let url = "https://example.com/myapp.php?foo=1&bar=2";
         let sig = compute(&token, url, &canonical_params(&params));
         assert_eq!(sig, "L/OH5YylLD5NRKLltdqwSvS0BnU=");
-        assert!(verify(&[token.clone()], url, Signed::Form(&params), Some(&sig)));
+        assert!(verify(
+            std::slice::from_ref(&token),
+            url,
+            Signed::Form(&params),
+            Some(&sig)
+        ));
         // The previous token is accepted too, in either position.
         let other = Secret::new("other".into());
-        assert!(verify(&[other.clone(), token], url, Signed::Form(&params), Some(&sig)));
+        assert!(verify(
+            &[other.clone(), token],
+            url,
+            Signed::Form(&params),
+            Some(&sig)
+        ));
         assert!(!verify(&[other], url, Signed::Form(&params), Some(&sig)));
     }
 
@@ -215,6 +231,11 @@ mod tests {
         for h in [None, Some(""), Some("!!!"), Some("AAAA"), Some("\u{0}")] {
             assert!(!verify(&t, "https://a/x", Signed::Form(&[]), h));
         }
-        assert!(!verify(&t, "https://a/x", Signed::Json(b"{}"), Some("AAAA")));
+        assert!(!verify(
+            &t,
+            "https://a/x",
+            Signed::Json(b"{}"),
+            Some("AAAA")
+        ));
     }
 }

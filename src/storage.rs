@@ -175,8 +175,13 @@ pub enum Outcome {
     ChildLeg,
 }
 
+/// Where the writer sends one request's result.
+type Reply = SyncSender<Result<Outcome, StorageError>>;
+/// A request waiting in a batch.
+type Pending = (Box<NewEvent>, Reply);
+
 enum Msg {
-    Write(Box<NewEvent>, SyncSender<Result<Outcome, StorageError>>),
+    Write(Box<NewEvent>, Reply),
     Health(SyncSender<Result<(), StorageError>>),
 }
 
@@ -211,7 +216,9 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StorageError> {
 pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     let conn = connect(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     // journal_mode returns a row and is refused inside a transaction: do it first.
     let mode: String = conn
@@ -270,7 +277,11 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StorageError> {
                 version + 1
             ))
         })?;
-        log::info!("database {} migrated to schema {}", path.display(), version + 1);
+        log::info!(
+            "database {} migrated to schema {}",
+            path.display(),
+            version + 1
+        );
     }
 }
 
@@ -376,11 +387,17 @@ impl Writer {
         Ok(self.conn.as_mut().expect("connection was just opened"))
     }
 
-    fn write_batch(&mut self, writes: Vec<(Box<NewEvent>, SyncSender<Result<Outcome, StorageError>>)>) {
+    fn write_batch(&mut self, writes: Vec<Pending>) {
         let started = Instant::now();
-        let rules = self.rules.read().map(|r| Arc::clone(&r)).unwrap_or_else(|p| Arc::clone(&p.into_inner()));
+        let rules = self
+            .rules
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()));
         let size = writes.len();
-        let result = self.connection().and_then(|conn| apply_batch(conn, &rules, &writes));
+        let result = self
+            .connection()
+            .and_then(|conn| apply_batch(conn, &rules, &writes));
         let ok = result.is_ok();
         match result {
             Ok(outcomes) => {
@@ -414,7 +431,8 @@ impl Writer {
             }
             if failing {
                 // The last write failed: only a real write proves it works again.
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 tx.execute(
                     "INSERT INTO meta(key, value) VALUES('health_probe', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -439,7 +457,7 @@ impl Writer {
 fn apply_batch(
     conn: &mut Connection,
     rules: &Rules,
-    writes: &[(Box<NewEvent>, SyncSender<Result<Outcome, StorageError>>)],
+    writes: &[Pending],
 ) -> Result<Vec<Result<Outcome, StorageError>>, StorageError> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(writes.len());
@@ -498,7 +516,12 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
     })
 }
 
-fn insert_event(conn: &Connection, ev: &NewEvent, hash: &[u8; 32], duplicate_of: Option<i64>) -> Result<(), StorageError> {
+fn insert_event(
+    conn: &Connection,
+    ev: &NewEvent,
+    hash: &[u8; 32],
+    duplicate_of: Option<i64>,
+) -> Result<(), StorageError> {
     let f = &ev.facts;
     conn.prepare_cached(
         "INSERT INTO events (received_at, call_sid, kind, answer, duplicate_of, content_sha256,
@@ -641,13 +664,21 @@ pub fn backup_into(db: &Path, dest: &Path) -> Result<i64, StorageError> {
     let dest_str = dest
         .to_str()
         .ok_or_else(|| StorageError(format!("{} is not a UTF-8 path", dest.display())))?;
-    conn.execute("VACUUM INTO ?1", [dest_str])
-        .map_err(|e| StorageError(format!("cannot copy {} to {}: {e}", db.display(), dest.display())))?;
+    conn.execute("VACUUM INTO ?1", [dest_str]).map_err(|e| {
+        StorageError(format!(
+            "cannot copy {} to {}: {e}",
+            db.display(),
+            dest.display()
+        ))
+    })?;
     drop(conn);
     let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if check != "ok" {
-        return Err(StorageError(format!("the copy {} fails its integrity check: {check}", dest.display())));
+        return Err(StorageError(format!(
+            "the copy {} fails its integrity check: {check}",
+            dest.display()
+        )));
     }
     let calls: i64 = copy.query_row("SELECT count(*) FROM calls", [], |r| r.get(0))?;
     drop(copy);
@@ -685,7 +716,8 @@ mod tests {
         let _ = std::fs::remove_file(&db);
         drop(open_writer(&db).unwrap());
         let c = Connection::open(&db).unwrap();
-        c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+        c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
         drop(c);
         let e = open_writer(&db).unwrap_err().0;
         assert!(e.contains("newer than this calltrackd"), "{e}");

@@ -43,10 +43,8 @@ impl Params {
                 Some(serde_json::Value::Array(a)) => a.push(serde_json::Value::String(v.clone())),
                 Some(existing) => {
                     let first = existing.take();
-                    *existing = serde_json::Value::Array(vec![
-                        first,
-                        serde_json::Value::String(v.clone()),
-                    ]);
+                    *existing =
+                        serde_json::Value::Array(vec![first, serde_json::Value::String(v.clone())]);
                 }
             }
         }
@@ -108,9 +106,16 @@ fn decode_component(raw: &[u8]) -> Result<String, String> {
             b'+' => bytes.push(b' '),
             b'%' => {
                 let hex = |b: u8| (b as char).to_digit(16);
-                match (raw.get(i + 1).and_then(|&b| hex(b)), raw.get(i + 2).and_then(|&b| hex(b))) {
+                match (
+                    raw.get(i + 1).and_then(|&b| hex(b)),
+                    raw.get(i + 2).and_then(|&b| hex(b)),
+                ) {
                     (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
-                    _ => return Err("a `%` in the form body is not followed by two hex digits".into()),
+                    _ => {
+                        return Err(
+                            "a `%` in the form body is not followed by two hex digits".into()
+                        );
+                    }
                 }
                 i += 2;
             }
@@ -154,7 +159,9 @@ pub fn parse_json(body: &[u8]) -> Result<Params, String> {
             }
             Some(b'n') => {}
             Some(b'[') | Some(b'{') => {
-                return Err(format!("JSON value of `{k}` is an array or object; only strings, numbers and booleans are accepted"));
+                return Err(format!(
+                    "JSON value of `{k}` is an array or object; only strings, numbers and booleans are accepted"
+                ));
             }
             _ => out.push((k, text.to_owned())),
         }
@@ -186,14 +193,18 @@ impl Kind {
 
 /// Whether a `CallStatus` is final (the call is over).
 pub fn is_final_status(s: &str) -> bool {
-    matches!(s, "completed" | "busy" | "no-answer" | "failed" | "canceled" | "cancelled")
+    matches!(
+        s,
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" | "cancelled"
+    )
 }
 
 /// Tells the request kinds apart as the contract says.
 pub fn classify(p: &Params) -> Kind {
     if p.get("DialCallStatus").is_some() {
         Kind::DialAction
-    } else if p.get("CallbackSource").is_some() || p.get("CallStatus").is_some_and(is_final_status) {
+    } else if p.get("CallbackSource").is_some() || p.get("CallStatus").is_some_and(is_final_status)
+    {
         Kind::Status
     } else {
         Kind::Incoming
@@ -209,7 +220,8 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 }
 
 fn parse_count(s: Option<&str>) -> Option<i64> {
-    s.and_then(|v| v.trim().parse::<i64>().ok()).filter(|n| *n >= 0)
+    s.and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n >= 0)
 }
 
 /// The facts about one request that the call rules use.
@@ -283,7 +295,11 @@ impl Facts {
 
     /// The tracking number: `To` inbound, `From` outbound.
     pub fn tracking_number(&self) -> &str {
-        if self.is_outbound() { &self.from } else { &self.to }
+        if self.is_outbound() {
+            &self.from
+        } else {
+            &self.to
+        }
     }
 }
 
@@ -346,12 +362,17 @@ mod tests {
     use super::*;
 
     fn pairs(v: &[(&str, &str)]) -> Params {
-        Params(v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+        Params(
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
     fn form_decoding() {
-        let p = parse_form(b"From=%2B14158675310&CallerName=JOHN+SMITH&Empty=&Flag&&x=%C3%B1").unwrap();
+        let p =
+            parse_form(b"From=%2B14158675310&CallerName=JOHN+SMITH&Empty=&Flag&&x=%C3%B1").unwrap();
         assert_eq!(
             p,
             pairs(&[
@@ -373,7 +394,15 @@ mod tests {
     #[test]
     fn json_decoding() {
         let p = parse_json(br#"{"CallSid":"CA1","n":1.50,"b":true,"z":null,"s":"a\"b"}"#).unwrap();
-        assert_eq!(p, pairs(&[("CallSid", "CA1"), ("n", "1.50"), ("b", "true"), ("s", "a\"b")]));
+        assert_eq!(
+            p,
+            pairs(&[
+                ("CallSid", "CA1"),
+                ("n", "1.50"),
+                ("b", "true"),
+                ("s", "a\"b")
+            ])
+        );
         assert!(parse_json(br#"{"a":[1]}"#).is_err());
         assert!(parse_json(br#"{"a":{"b":1}}"#).is_err());
         assert!(parse_json(br#"[1,2]"#).is_err());
@@ -384,30 +413,54 @@ mod tests {
     #[test]
     fn content_types() {
         use BodyType::*;
-        assert_eq!(BodyType::from_content_type(Some("application/x-www-form-urlencoded; charset=UTF-8")), Some(Form));
-        assert_eq!(BodyType::from_content_type(Some("Application/JSON")), Some(Json));
+        assert_eq!(
+            BodyType::from_content_type(Some("application/x-www-form-urlencoded; charset=UTF-8")),
+            Some(Form)
+        );
+        assert_eq!(
+            BodyType::from_content_type(Some("Application/JSON")),
+            Some(Json)
+        );
         assert_eq!(BodyType::from_content_type(Some("text/plain")), None);
         assert_eq!(BodyType::from_content_type(None), None);
     }
 
     #[test]
     fn classification() {
-        assert_eq!(classify(&pairs(&[("CallStatus", "ringing")])), Kind::Incoming);
-        assert_eq!(classify(&pairs(&[("CallStatus", "in-progress")])), Kind::Incoming);
         assert_eq!(
-            classify(&pairs(&[("CallStatus", "in-progress"), ("CallbackSource", "call-progress-events")])),
+            classify(&pairs(&[("CallStatus", "ringing")])),
+            Kind::Incoming
+        );
+        assert_eq!(
+            classify(&pairs(&[("CallStatus", "in-progress")])),
+            Kind::Incoming
+        );
+        assert_eq!(
+            classify(&pairs(&[
+                ("CallStatus", "in-progress"),
+                ("CallbackSource", "call-progress-events")
+            ])),
             Kind::Status
         );
-        assert_eq!(classify(&pairs(&[("CallStatus", "no-answer")])), Kind::Status);
         assert_eq!(
-            classify(&pairs(&[("CallStatus", "completed"), ("DialCallStatus", "busy")])),
+            classify(&pairs(&[("CallStatus", "no-answer")])),
+            Kind::Status
+        );
+        assert_eq!(
+            classify(&pairs(&[
+                ("CallStatus", "completed"),
+                ("DialCallStatus", "busy")
+            ])),
             Kind::DialAction
         );
     }
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_timestamp("Tue, 31 Aug 2010 20:36:28 +0000"), Some(1283286988));
+        assert_eq!(
+            parse_timestamp("Tue, 31 Aug 2010 20:36:28 +0000"),
+            Some(1283286988)
+        );
         assert_eq!(parse_timestamp("2010-08-31T20:36:28Z"), Some(1283286988));
         assert_eq!(parse_timestamp("yesterday"), None);
     }

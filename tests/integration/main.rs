@@ -1,0 +1,7 @@
+//! One integration-test binary (one link on a 2-core CI box), a module per area.
+
+mod support;
+
+mod cli;
+mod vectors;
+mod webhook;
