@@ -48,8 +48,7 @@ const MIGRATIONS: &[&str] = &[
         method             TEXT    NOT NULL,
         path               TEXT    NOT NULL,  -- path and query exactly as received
         content_type       TEXT    NOT NULL,
-        body               BLOB    NOT NULL,  -- the raw body, verbatim
-        params             TEXT    NOT NULL,  -- the decoded parameters as a JSON object
+        body               BLOB    NOT NULL,  -- the raw body, verbatim (all parameters)
         direction          TEXT    NOT NULL,
         from_number        TEXT    NOT NULL,
         to_number          TEXT    NOT NULL,
@@ -67,7 +66,6 @@ const MIGRATIONS: &[&str] = &[
         received_unix      INTEGER NOT NULL
     );
     CREATE INDEX events_by_call ON events(call_sid, id);
-    CREATE UNIQUE INDEX events_distinct ON events(content_sha256) WHERE duplicate_of IS NULL;
     CREATE TABLE calls (
         call_sid             TEXT PRIMARY KEY,
         user                 TEXT    NOT NULL,
@@ -452,13 +450,34 @@ impl Writer {
     }
 }
 
-/// One transaction for the whole batch; each request in its own savepoint so a request
-/// that cannot be applied fails alone. A failed commit fails them all.
+/// One transaction for the whole batch. The usual case, every request applying, costs
+/// no savepoints; if one request fails to apply, the batch is rolled back and redone with
+/// each request in its own savepoint, so that request fails alone. A failed commit fails
+/// them all.
 fn apply_batch(
     conn: &mut Connection,
     rules: &Rules,
     writes: &[Pending],
 ) -> Result<Vec<Result<Outcome, StorageError>>, StorageError> {
+    {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut all_ok = true;
+        for (ev, _) in writes {
+            match apply_one(&tx, rules, ev) {
+                Ok(o) => outcomes.push(Ok(o)),
+                Err(_) => {
+                    all_ok = false;
+                    break;
+                }
+            }
+        }
+        if all_ok {
+            tx.commit()?;
+            return Ok(outcomes);
+        }
+        tx.rollback()?;
+    }
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(writes.len());
     for (ev, _) in writes {
@@ -480,21 +499,34 @@ fn apply_batch(
     Ok(outcomes)
 }
 
+/// Stores one request: one read of the call's earlier requests (which also tells a
+/// repeat), the event row, and the re-derived call row.
 fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome, StorageError> {
     let hash = ev.content_hash();
-    let original: Option<i64> = conn
-        .prepare_cached("SELECT id FROM events WHERE content_sha256 = ?1 AND duplicate_of IS NULL")?
-        .query_row([&hash[..]], |r| r.get(0))
-        .optional()?;
-    insert_event(conn, ev, &hash, original)?;
+    let sid = &ev.facts.call_sid;
+    let mut events = load_events(conn, sid)?;
+    let original = events
+        .iter()
+        .find(|(_, h)| h[..] == hash[..])
+        .map(|(e, _)| e.id);
+    let id = insert_event(conn, ev, &hash, original)?;
     if original.is_some() {
         return Ok(Outcome::Duplicate);
     }
     if ev.facts.is_child_leg() {
         return Ok(Outcome::ChildLeg);
     }
-    let sid = &ev.facts.call_sid;
-    let events = load_events(conn, sid)?;
+    events.push((
+        calls::Event {
+            id,
+            received_at: ev.received_ms.div_euclid(1000),
+            kind: ev.kind,
+            answer: ev.answer,
+            facts: ev.facts.clone(),
+        },
+        hash.to_vec(),
+    ));
+    let events: Vec<calls::Event> = events.into_iter().map(|(e, _)| e).collect();
     let decided: Option<Decided> = conn
         .prepare_cached("SELECT user, source, min_duration_seconds FROM calls WHERE call_sid = ?1")?
         .query_row([sid], |r| {
@@ -521,15 +553,15 @@ fn insert_event(
     ev: &NewEvent,
     hash: &[u8; 32],
     duplicate_of: Option<i64>,
-) -> Result<(), StorageError> {
+) -> Result<i64, StorageError> {
     let f = &ev.facts;
     conn.prepare_cached(
         "INSERT INTO events (received_at, call_sid, kind, answer, duplicate_of, content_sha256,
-            idempotency_token, method, path, content_type, body, params, direction, from_number,
+            idempotency_token, method, path, content_type, body, direction, from_number,
             to_number, call_status, sequence_number, timestamp, call_duration, dial_call_status,
             dial_call_duration, caller_name, from_city, from_state, to_city, to_state, received_unix)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )?
     .execute(params![
         rfc3339_ms(ev.received_ms),
@@ -543,7 +575,6 @@ fn insert_event(
         ev.path,
         ev.content_type,
         ev.body,
-        ev.params.to_json(),
         f.direction,
         f.from,
         f.to,
@@ -560,7 +591,7 @@ fn insert_event(
         f.to_state,
         ev.received_ms.div_euclid(1000),
     ])?;
-    Ok(())
+    Ok(conn.last_insert_rowid())
 }
 
 fn kind_from_str(s: &str) -> Kind {
@@ -579,16 +610,20 @@ fn answer_from_str(s: &str) -> Answer {
     }
 }
 
-/// The distinct events of one call, in receipt order.
-fn load_events(conn: &Connection, call_sid: &str) -> Result<Vec<calls::Event>, StorageError> {
+/// The distinct events of one call, with their content hashes. (No `ORDER BY`: with it,
+/// this SQLite build re-prepares the statement on every run; `derive` sorts by id.)
+fn load_events(
+    conn: &Connection,
+    call_sid: &str,
+) -> Result<Vec<(calls::Event, Vec<u8>)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
                 sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
-                caller_name, from_city, from_state, to_city, to_state
-         FROM events WHERE call_sid = ?1 AND duplicate_of IS NULL ORDER BY id",
+                caller_name, from_city, from_state, to_city, to_state, content_sha256
+         FROM events WHERE call_sid = ?1 AND duplicate_of IS NULL",
     )?;
     let rows = stmt.query_map([call_sid], |r| {
-        Ok(calls::Event {
+        let event = calls::Event {
             id: r.get(0)?,
             received_at: r.get(1)?,
             kind: kind_from_str(&r.get::<_, String>(2)?),
@@ -610,7 +645,8 @@ fn load_events(conn: &Connection, call_sid: &str) -> Result<Vec<calls::Event>, S
                 to_city: r.get(16)?,
                 to_state: r.get(17)?,
             },
-        })
+        };
+        Ok((event, r.get::<_, Vec<u8>>(18)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

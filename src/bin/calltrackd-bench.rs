@@ -1,0 +1,607 @@
+//! `calltrackd-bench`: the load generator and the benchmarks, as ratios against a
+//! baseline run on the same machine in the same run.
+//!
+//! ```text
+//! calltrackd-bench ingest [--connections 16] [--requests 20000] [--workers 8]
+//!     bare tiny_http server vs calltrackd (durable), side by side, then checks that
+//!     every acknowledged call is stored exactly once; RSS idle and under load
+//! calltrackd-bench fire --url URL --token TOKEN [--connections N] [--requests N] [--db FILE]
+//!     the load alone, against any URL (another implementation, a proxy); with --db,
+//!     verifies calltrackd's database afterwards
+//! calltrackd-bench export [--rows 1000000]
+//!     calltrackd export (CLI and HTTP) vs `sqlite3 -csv` on the same rows; peak RSS
+//! ```
+//!
+//! Run it from a release build: `cargo run --release --bin calltrackd-bench -- ingest`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use calltrackd::config::Secret;
+use calltrackd::signature;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ingest") => ingest(&Opts::parse(&args[1..])),
+        Some("fire") => fire_cmd(&Opts::parse(&args[1..])),
+        Some("export") => export(&Opts::parse(&args[1..])),
+        _ => Err("usage: calltrackd-bench ingest|fire|export [options]; see the source header or README.md".into()),
+    };
+    if let Err(e) = result {
+        eprintln!("calltrackd-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Opts(Vec<(String, String)>);
+
+impl Opts {
+    fn parse(args: &[String]) -> Opts {
+        let mut v = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                v.push((name.to_owned(), it.next().cloned().unwrap_or_default()));
+            }
+        }
+        Opts(v)
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str())
+    }
+    fn num(&self, k: &str, default: usize) -> usize {
+        self.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+}
+
+// ------------------------------------------------------------------ the load
+
+/// One pre-built request (bytes) and its CallSid.
+struct Prepared {
+    sid: String,
+    bytes: Vec<u8>,
+}
+
+fn prepare(
+    url: &str,
+    token: &str,
+    n: usize,
+    run: &str,
+) -> Result<(SocketAddr, Vec<Prepared>), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("--url must be http://host:port/path")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr: SocketAddr = authority
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(authority)
+                .map_err(|e| e.to_string())
+                .and_then(|mut a| a.next().ok_or("no address".into()))
+        })
+        .map_err(|e| format!("--url host: {e}"))?;
+    let token = Secret::new(token.to_owned());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let sid = format!("CA{run}{i:010}");
+        let params: Vec<(String, String)> = [
+            ("AccountSid", "AC00000000000000000000000000000000"),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", sid.as_str()),
+            ("CallStatus", "completed"),
+            ("CallbackSource", "call-progress-events"),
+            ("CallDuration", "47"),
+            ("Called", "+18005551212"),
+            ("Caller", "+14155550100"),
+            ("CallerName", "JOHN SMITH"),
+            ("Direction", "inbound"),
+            ("Duration", "1"),
+            ("From", "+14155550100"),
+            ("FromCity", "SAN FRANCISCO"),
+            ("FromCountry", "US"),
+            ("FromState", "CA"),
+            ("FromZip", "94103"),
+            ("SequenceNumber", "0"),
+            ("Timestamp", "Mon, 02 Mar 2026 15:00:47 +0000"),
+            ("To", "+18005551212"),
+            ("ToCity", "CHICAGO"),
+            ("ToCountry", "US"),
+            ("ToState", "IL"),
+            ("ToZip", "60601"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let sig = signature::compute(&token, url, &signature::canonical_params(&params));
+        let body = serde_urlencoded::to_string(&params).map_err(|e| e.to_string())?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body.as_bytes());
+        out.push(Prepared { sid, bytes });
+    }
+    Ok((addr, out))
+}
+
+struct LoadResult {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    acknowledged: Vec<String>,
+    failed: usize,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.acknowledged.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i]
+    }
+}
+
+/// Fires `reqs` over `conns` keep-alive connections; each request waits for its answer.
+fn fire(addr: SocketAddr, reqs: Vec<Prepared>, conns: usize) -> LoadResult {
+    let per = reqs.len().div_ceil(conns.max(1));
+    let mut chunks: Vec<Vec<Prepared>> = Vec::new();
+    let mut it = reqs.into_iter();
+    loop {
+        let c: Vec<Prepared> = it.by_ref().take(per).collect();
+        if c.is_empty() {
+            break;
+        }
+        chunks.push(c);
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| std::thread::spawn(move || one_connection(addr, chunk)))
+        .collect();
+    let mut result = LoadResult {
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        acknowledged: Vec::new(),
+        failed: 0,
+    };
+    for h in handles {
+        let (lat, ack, failed) = h.join().unwrap_or_default();
+        result.latencies.extend(lat);
+        result.acknowledged.extend(ack);
+        result.failed += failed;
+    }
+    result.elapsed = start.elapsed();
+    result.latencies.sort();
+    result
+}
+
+fn one_connection(addr: SocketAddr, reqs: Vec<Prepared>) -> (Vec<Duration>, Vec<String>, usize) {
+    let mut lat = Vec::with_capacity(reqs.len());
+    let mut ack = Vec::with_capacity(reqs.len());
+    let mut failed = 0;
+    let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    for r in reqs {
+        if conn.is_none() {
+            conn = TcpStream::connect(addr).ok().and_then(|s| {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                s.try_clone().ok().map(|r| (s, BufReader::new(r)))
+            });
+        }
+        let Some((w, rd)) = conn.as_mut() else {
+            failed += 1;
+            continue;
+        };
+        let t = Instant::now();
+        let status = w.write_all(&r.bytes).ok().and_then(|_| read_response(rd));
+        match status {
+            Some(200) => {
+                lat.push(t.elapsed());
+                ack.push(r.sid);
+            }
+            Some(_) => {
+                lat.push(t.elapsed());
+                failed += 1;
+            }
+            None => {
+                failed += 1;
+                conn = None;
+            }
+        }
+    }
+    (lat, ack, failed)
+}
+
+fn read_response(r: &mut BufReader<TcpStream>) -> Option<u16> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(status)
+}
+
+/// Every acknowledged call has exactly one call row and one event.
+fn verify_db(db: &Path, acknowledged: &[String]) -> Result<(), String> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let mut calls = c
+        .prepare("SELECT count(*) FROM calls WHERE call_sid = ?1")
+        .map_err(|e| e.to_string())?;
+    let mut events = c
+        .prepare("SELECT count(*) FROM events WHERE call_sid = ?1")
+        .map_err(|e| e.to_string())?;
+    for sid in acknowledged {
+        let n: i64 = calls
+            .query_row([sid], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        let e: i64 = events
+            .query_row([sid], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if n != 1 || e != 1 {
+            return Err(format!(
+                "call {sid}: {n} call rows and {e} events, expected 1 and 1"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn fire_cmd(o: &Opts) -> Result<(), String> {
+    let url = o.get("url").ok_or("--url is required")?;
+    let token = o.get("token").ok_or("--token is required")?;
+    let run = format!("{:x}", std::process::id());
+    let (addr, reqs) = prepare(url, token, o.num("requests", 20_000), &run)?;
+    let r = fire(addr, reqs, o.num("connections", 16));
+    report("load", &r);
+    if let Some(db) = o.get("db") {
+        verify_db(Path::new(db), &r.acknowledged)?;
+        println!(
+            "verified: all {} acknowledged calls stored exactly once",
+            r.acknowledged.len()
+        );
+    }
+    Ok(())
+}
+
+fn report(name: &str, r: &LoadResult) {
+    println!(
+        "{name:<28} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ok {:>6}   failed {}",
+        r.rate(),
+        r.pct(0.50).as_secs_f64() * 1e3,
+        r.pct(0.99).as_secs_f64() * 1e3,
+        r.acknowledged.len(),
+        r.failed
+    );
+}
+
+// ------------------------------------------------------------------ ingest
+
+fn sibling_binary() -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = me.with_file_name("calltrackd");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not found: build it first (cargo build --release)",
+            bin.display()
+        ))
+    }
+}
+
+/// A tiny_http server that answers every request with `<Response/>` and does nothing
+/// else: the ceiling for this machine, in this run.
+fn bare_server(workers: usize) -> Result<(SocketAddr, Arc<AtomicBool>), String> {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| e.to_string())?);
+    let addr = server.server_addr().to_ip().ok_or("no ip")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for _ in 0..workers {
+        let s = Arc::clone(&server);
+        std::thread::spawn(move || {
+            while let Ok(mut rq) = s.recv() {
+                let mut body = Vec::new();
+                let _ = rq.as_reader().read_to_end(&mut body);
+                let resp = tiny_http::Response::from_string(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n",
+                )
+                .with_header(
+                    tiny_http::Header::from_bytes("Content-Type", "text/xml")
+                        .expect("static header"),
+                );
+                let _ = rq.respond(resp);
+            }
+        });
+    }
+    Ok((addr, stop))
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_daemon(workers: usize, token: &str) -> Result<Daemon, String> {
+    let dir = std::env::temp_dir().join(format!("calltrackd-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"{token}\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"bench\"\nforward_to = \"+15558675309\"\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(sibling_binary()?)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("CALLTRACKD_LOG", "warn")
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // At warn level the "listening" line is not printed; find the port in /proc.
+    let stderr = child.stderr.take();
+    std::thread::spawn(move || {
+        if let Some(s) = stderr {
+            for line in BufReader::new(s).lines().map_while(Result::ok) {
+                eprintln!("  calltrackd: {line}");
+            }
+        }
+    });
+    let pid = child.id();
+    let start = Instant::now();
+    let addr = loop {
+        if let Some(a) = listening_port(pid) {
+            break a;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("calltrackd did not start listening".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Daemon { child, addr, dir })
+}
+
+/// The loopback TCP port a process listens on, from /proc (no log parsing needed).
+fn listening_port(pid: u32) -> Option<SocketAddr> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let s = l.to_string_lossy().into_owned();
+            s.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .collect();
+    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    for line in tcp.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+            let port = u16::from_str_radix(f[1].split(':').nth(1)?, 16).ok()?;
+            return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+    }
+    None
+}
+
+fn ingest(o: &Opts) -> Result<(), String> {
+    let conns = o.num("connections", 16);
+    let n = o.num("requests", 20_000);
+    let workers = o.num("workers", 8);
+    let token = "bench-token";
+    println!(
+        "ingest: {n} distinct signed status callbacks over {conns} keep-alive connections, {workers} workers"
+    );
+
+    let (bare_addr, _stop) = bare_server(workers)?;
+    let bare_url = format!("http://{bare_addr}/call-tracking/webhook");
+    let (_, warm) = prepare(&bare_url, token, 2000, "w0")?;
+    fire(bare_addr, warm, conns);
+    let (_, reqs) = prepare(&bare_url, token, n, "b0")?;
+    let bare = fire(bare_addr, reqs, conns);
+    report("bare tiny_http (no work)", &bare);
+
+    let d = start_daemon(workers, token)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = proc_status_kib(d.child.id(), "VmRSS:").unwrap_or(0);
+    let url = format!("http://{}/call-tracking/webhook", d.addr);
+    let (_, warm) = prepare(&url, token, 2000, "w1")?;
+    fire(d.addr, warm, conns);
+    let (_, reqs) = prepare(&url, token, n, "c0")?;
+    let ct = fire(d.addr, reqs, conns);
+    report("calltrackd (durable)", &ct);
+    let peak = proc_status_kib(d.child.id(), "VmHWM:").unwrap_or(0);
+    verify_db(&d.dir.join("calls.db"), &ct.acknowledged)?;
+    println!(
+        "verified: all {} acknowledged calls stored exactly once",
+        ct.acknowledged.len()
+    );
+    println!(
+        "ratio: calltrackd / bare = {:.2} of the rate; p99 {:.3} ms vs {:.3} ms",
+        ct.rate() / bare.rate(),
+        ct.pct(0.99).as_secs_f64() * 1e3,
+        bare.pct(0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "calltrackd RSS: idle {:.1} MiB, peak under load {:.1} MiB",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------ export
+
+fn run_measured(cmd: &mut Command) -> Result<(Duration, u64), String> {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    if r != pid || status != 0 {
+        return Err(format!("{cmd:?} failed"));
+    }
+    // ru_maxrss is in KiB on Linux.
+    Ok((elapsed, usage.ru_maxrss.max(0) as u64))
+}
+
+fn export(o: &Opts) -> Result<(), String> {
+    let rows = o.num("rows", 1_000_000);
+    let dir = std::env::temp_dir().join(format!("calltrackd-bench-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = dir.join("calls.db");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"t\"\n[export]\ntoken = \"bench-export\"\ntimezone = \"America/Chicago\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    println!("export: seeding {rows} calls ...");
+    {
+        let c = calltrackd::storage::open_writer(&db).map_err(|e| e.to_string())?;
+        c.execute_batch(&format!(
+            "BEGIN;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO calls SELECT printf('CA%032d', i), 'acme-plumbing', '+18005551212', 'Google Ads',
+                '+1415555' || printf('%04d', i % 10000), 'JOHN SMITH', 'SAN FRANCISCO', 'CA', 'inbound',
+                'completed', 1, i % 3 > 0, 60 + i % 300, 40 + i % 200, 1767225600 + i * 30,
+                1767225660 + i * 30, 1, 30, 'now' FROM n;
+             COMMIT;"
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    let cols = calltrackd::export::COLUMNS[..16].join(", ");
+    let sql = format!("SELECT {cols} FROM calls ORDER BY started_at, call_sid");
+    let bin = sibling_binary()?;
+    let mut best: [(Duration, u64); 2] = [(Duration::MAX, 0); 2];
+    for _ in 0..3 {
+        let base = run_measured(
+            Command::new("sqlite3")
+                .args(["-csv", "-header"])
+                .arg(&db)
+                .arg(&sql),
+        )
+        .map_err(|e| format!("{e} (is sqlite3 installed? apt-get install sqlite3)"))?;
+        let ours = run_measured(Command::new(&bin).args(["export", "--config"]).arg(&cfg))?;
+        for (slot, m) in best.iter_mut().zip([base, ours]) {
+            if m.0 < slot.0 {
+                *slot = m;
+            }
+        }
+    }
+    let [(bt, brss), (ot, orss)] = best;
+    println!(
+        "sqlite3 -csv (baseline)      {:>7.2} s   peak RSS {:>6.1} MiB",
+        bt.as_secs_f64(),
+        brss as f64 / 1024.0
+    );
+    println!(
+        "calltrackd export (CLI)      {:>7.2} s   peak RSS {:>6.1} MiB",
+        ot.as_secs_f64(),
+        orss as f64 / 1024.0
+    );
+    println!(
+        "ratio: calltrackd / sqlite3 = {:.2}x the time",
+        ot.as_secs_f64() / bt.as_secs_f64()
+    );
+
+    // Over HTTP: the daemon's peak RSS while streaming all rows.
+    let mut child = Command::new(&bin)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("CALLTRACKD_LOG", "warn")
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let start = Instant::now();
+    let addr = loop {
+        if let Some(a) = listening_port(pid) {
+            break a;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            return Err("calltrackd did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let before = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    write!(s, "GET /calls.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bench-export\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let http = t.elapsed();
+    let peak = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "calltrackd GET /calls.csv    {:>7.2} s   daemon RSS {:.1} MiB before, peak {:.1} MiB ({:.0} MB sent)",
+        http.as_secs_f64(),
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        total as f64 / 1e6
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
