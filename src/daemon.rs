@@ -45,10 +45,11 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
 
-    let server = http::Server::bind(cfg.server.listen, cfg.server.max_body_bytes)?;
+    http::set_limits(cfg.server.max_body_bytes);
+    let server = http::Server::bind(cfg.server.listen)?;
     let addr = server.local_addr();
     let metrics_server = match cfg.server.metrics_listen {
-        Some(a) => Some(http::Server::bind(a, 1024)?),
+        Some(a) => Some(http::Server::bind(a)?),
         None => None,
     };
 
@@ -185,8 +186,12 @@ fn reload(cfg: &Config, env: &Env, rules: &RwLock<Arc<crate::config::Rules>>, me
     }
 }
 
-fn metrics_route(metrics: &Metrics, db: &std::path::Path, req: &mut http::Request) -> Response {
-    match (req.path(), req.method()) {
+fn metrics_route(
+    metrics: &Metrics,
+    db: &std::path::Path,
+    req: &mut http::Request,
+) -> Option<Response> {
+    Some(match (req.path(), req.method()) {
         ("/metrics", http::Method::Get | http::Method::Head) => Response {
             status: 200,
             headers: vec![(
@@ -199,5 +204,5 @@ fn metrics_route(metrics: &Metrics, db: &std::path::Path, req: &mut http::Reques
             Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
         }
         _ => Response::text(404, "not found\n"),
-    }
+    })
 }

@@ -16,7 +16,8 @@ than leaving it alive and deaf.
 */
 
 use std::io::{Cursor, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +42,23 @@ pub enum Method {
 
 /// An incoming request. The body is read on demand, after routing.
 pub struct Request {
-    inner: tiny_http::Request,
+    /// `None` once [`Request::defer`] handed the answer to someone else.
+    inner: Option<tiny_http::Request>,
     method: Method,
+    url: String,
+}
+
+/// The right to answer a request later, from any thread (after a durable commit).
+/// Dropped without [`Responder::send`], the client gets an empty `500`.
+pub struct Responder {
+    inner: tiny_http::Request,
+}
+
+impl Responder {
+    /// Sends the response.
+    pub fn send(self, response: Response) {
+        respond(self.inner, response);
+    }
 }
 
 /// Why a body could not be read.
@@ -62,7 +78,18 @@ impl Request {
             tiny_http::Method::Post => Method::Post,
             other => Method::Other(other.as_str().to_owned()),
         };
-        Request { inner, method }
+        let url = inner.url().to_owned();
+        Request {
+            inner: Some(inner),
+            method,
+            url,
+        }
+    }
+
+    /// Takes the answer out of the handler: the handler then returns `None` and
+    /// whoever holds the [`Responder`] answers. `None` if already taken.
+    pub fn defer(&mut self) -> Option<Responder> {
+        self.inner.take().map(|inner| Responder { inner })
     }
 
     /// The method.
@@ -72,7 +99,7 @@ impl Request {
 
     /// Path and query exactly as received (never decoded).
     pub fn url(&self) -> &str {
-        self.inner.url()
+        &self.url
     }
 
     /// The path (before `?`).
@@ -88,6 +115,7 @@ impl Request {
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.inner
+            .as_ref()?
             .headers()
             .iter()
             .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
@@ -96,7 +124,7 @@ impl Request {
 
     /// The declared `Content-Length`, if any.
     pub fn content_length(&self) -> Option<usize> {
-        self.inner.body_length()
+        self.inner.as_ref()?.body_length()
     }
 
     /// Reads the whole body, refusing more than `limit` bytes (checked against the
@@ -108,7 +136,12 @@ impl Request {
             return Err(BodyError::TooLarge);
         }
         let mut body = Vec::with_capacity(self.content_length().unwrap_or(0));
-        self.inner
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(BodyError::Io(std::io::Error::other(
+                "request already answered",
+            )));
+        };
+        inner
             .as_reader()
             .take(limit + 1)
             .read_to_end(&mut body)
@@ -163,35 +196,54 @@ impl Response {
     }
 }
 
-/// The request handler the workers run.
-pub type Handler = dyn Fn(&mut Request) -> Response + Send + Sync;
+/// Process-wide limits for every listener: bodies up to `max_body` bytes are read
+/// completely before a worker sees the request, and client sockets time out after
+/// [`SOCKET_TIMEOUT`]. Call once, before binding.
+pub fn set_limits(max_body: u64) {
+    tiny_http::set_buffered_body_limit(max_body.min(usize::MAX as u64) as usize);
+    tiny_http::set_socket_timeout(Some(SOCKET_TIMEOUT));
+}
+
+/// The request handler the workers run: a response now, or `None` after
+/// [`Request::defer`] (the answer comes later through the [`Responder`]).
+pub type Handler = dyn Fn(&mut Request) -> Option<Response> + Send + Sync;
+
+/// How long stopping workers wait for more requests before they exit: requests that
+/// were already on their way (keep-alive connections) are still answered.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
 
 /// A bound listener, not yet serving.
 pub struct Server {
     inner: Arc<tiny_http::Server>,
+    /// A second handle on the listening socket, to stop accepting on shutdown.
+    listener: TcpListener,
     addr: SocketAddr,
 }
 
 /// A running server: its workers, and how to stop them.
 pub struct Running {
     inner: Arc<tiny_http::Server>,
+    listener: TcpListener,
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `addr`. `max_body` sets how large a body is read before a worker sees it.
-    pub fn bind(addr: SocketAddr, max_body: u64) -> Result<Server, String> {
-        tiny_http::set_buffered_body_limit(max_body.min(usize::MAX as u64) as usize);
-        tiny_http::set_socket_timeout(Some(SOCKET_TIMEOUT));
-        let inner =
-            tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let addr = inner
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| format!("cannot listen on {addr}: not an IP listener"))?;
+    /// Binds `addr`.
+    pub fn bind(addr: SocketAddr) -> Result<Server, String> {
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let ours = listener
+            .try_clone()
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let inner = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         Ok(Server {
             inner: Arc::new(inner),
+            listener: ours,
             addr,
         })
     }
@@ -225,6 +277,7 @@ impl Server {
         }
         Ok(Running {
             inner: self.inner,
+            listener: self.listener,
             stopping,
             workers: threads,
         })
@@ -232,17 +285,20 @@ impl Server {
 }
 
 impl Running {
-    /// Stops accepting, lets the workers finish what they hold and what is queued,
-    /// and waits for them.
+    /// Stops accepting new connections, lets the workers answer what is queued and
+    /// what arrives on open connections until things are quiet, and waits for them.
+    /// Answers handed to a [`Responder`] are the holder's to finish.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.workers.len() {
-            self.inner.unblock();
+        // SAFETY: shutdown(2) on a socket we own; the fd stays valid until dropped.
+        // tiny_http's accept() then fails and its accept thread ends: no new
+        // connections, while requests already queued are still served below.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RD);
         }
         for w in self.workers {
             let _ = w.join();
         }
-        // Dropping the last reference closes the listening socket.
         drop(self.inner);
     }
 }
@@ -254,24 +310,47 @@ fn worker(
     on_fatal: &(dyn Fn(String) + Send + Sync),
 ) {
     loop {
-        match server.recv() {
-            Ok(rq) => serve_one(rq, handler),
+        let stop = stopping.load(Ordering::SeqCst);
+        // While serving, wake now and then to notice a stop; when stopping, leave once
+        // no request has come for a little while.
+        let wait = if stop {
+            DRAIN_QUIET
+        } else {
+            Duration::from_millis(500)
+        };
+        match server.recv_timeout(wait) {
+            Ok(Some(rq)) => serve_one(rq, handler, stop),
+            Ok(None) if stop => return,
+            Ok(None) => {}
             Err(e) => {
                 if !stopping.load(Ordering::SeqCst) {
                     on_fatal(format!(
                         "the HTTP listener stopped accepting connections ({e})"
                     ));
+                    return;
                 }
-                return;
             }
         }
     }
 }
 
-fn serve_one(rq: tiny_http::Request, handler: &Handler) {
+fn serve_one(rq: tiny_http::Request, handler: &Handler, stopping: bool) {
     let mut req = Request::new(rq);
-    let response = match catch_unwind(AssertUnwindSafe(|| handler(&mut req))) {
-        Ok(r) => r,
+    let outcome = catch_unwind(AssertUnwindSafe(|| handler(&mut req)));
+    let Some(inner) = req.inner.take() else {
+        // Deferred: the Responder answers (dropped unanswered, tiny_http sends 500).
+        return;
+    };
+    let mut response = match outcome {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            log::error!(
+                "handler for {} {} gave no response: answered 500",
+                method_name(&req.method),
+                req.path()
+            );
+            Response::text(500, "internal error\n")
+        }
         Err(_) => {
             log::error!(
                 "internal error while handling {} {}: answered 500",
@@ -281,7 +360,10 @@ fn serve_one(rq: tiny_http::Request, handler: &Handler) {
             Response::text(500, "internal error\n")
         }
     };
-    respond(req.inner, response);
+    if stopping {
+        response.headers.push(("Connection".into(), "close".into()));
+    }
+    respond(inner, response);
 }
 
 fn method_name(m: &Method) -> &str {

@@ -17,6 +17,9 @@ pub fn init() {
         .and_then(|v| v.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::Info);
     let mut b = ConfigBuilder::new();
+    // tiny_http logs the accept error our own shutdown causes; the daemon reports a
+    // real listener failure itself (src/http.rs), so its messages are not needed.
+    b.add_filter_ignore_str("tiny_http");
     b.set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off);

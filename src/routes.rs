@@ -9,13 +9,14 @@ committed it.
 */
 
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use crate::config::{Rules, Secret};
 use crate::export;
 use crate::http::{BodyError, Method, Request, Response};
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
-use crate::storage::{NewEvent, Outcome, Store, now_ms};
+use crate::storage::{NewEvent, Outcome, StorageError, Store, now_ms};
 use crate::twilio::{self, Answer, BodyType, EMPTY_TWIML, Facts, Kind};
 
 /// The webhook path Twilio posts to.
@@ -53,16 +54,19 @@ fn method_not_allowed(allow: &str) -> Response {
 }
 
 /// The main listener's router.
-pub fn handle(app: &App, req: &mut Request) -> Response {
-    let started = std::time::Instant::now();
+/// `None` when the answer was deferred until the request is durably stored.
+pub fn handle(app: &App, req: &mut Request) -> Option<Response> {
+    let started = Instant::now();
     let path = req.path().to_owned();
     let response = match path.as_str() {
         WEBHOOK_PATH => match req.method() {
-            Method::Post => {
-                let r = webhook(app, req);
-                app.metrics.observe_webhook_latency(started.elapsed());
-                r
-            }
+            Method::Post => match webhook(app, req) {
+                Ok(accepted) => return store_then_answer(app, req, accepted, started),
+                Err(rejected) => {
+                    app.metrics.observe_webhook_latency(started.elapsed());
+                    rejected
+                }
+            },
             _ => method_not_allowed("POST"),
         },
         "/healthz" => match req.method() {
@@ -76,7 +80,7 @@ pub fn handle(app: &App, req: &mut Request) -> Response {
         _ => Response::text(404, "not found\n"),
     };
     app.metrics.count_response(response.status);
-    response
+    Some(response)
 }
 
 fn healthz(app: &App) -> Response {
@@ -105,7 +109,14 @@ fn signed_url(app: &App, req: &Request) -> Option<String> {
     }
 }
 
-fn webhook(app: &App, req: &mut Request) -> Response {
+/// A verified request, ready to store, and what to answer once it is stored.
+struct Accepted {
+    event: NewEvent,
+    twiml: String,
+}
+
+/// Everything up to storage: size, type, syntax, signature, `CallSid`, the TwiML.
+fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     let received_ms = now_ms();
     // Size before anything is read.
     if req
@@ -117,23 +128,23 @@ fn webhook(app: &App, req: &mut Request) -> Response {
             req.content_length().unwrap_or(0),
             app.max_body_bytes
         );
-        return reject(
+        return Err(reject(
             app,
             413,
             MetricOutcome::BadRequest,
             "request body too large",
         )
-        .with_header("Connection", "close");
+        .with_header("Connection", "close"));
     }
     let content_type = req.header("Content-Type").unwrap_or("").to_owned();
     let Some(body_type) = BodyType::from_content_type(Some(&content_type)) else {
         log::warn!("webhook: unsupported Content-Type {content_type:?}: 415");
-        return reject(
+        return Err(reject(
             app,
             415,
             MetricOutcome::BadRequest,
             "unsupported Content-Type: send application/x-www-form-urlencoded or application/json",
-        );
+        ));
     };
     let body = match req.read_body(app.max_body_bytes) {
         Ok(b) => b,
@@ -142,34 +153,34 @@ fn webhook(app: &App, req: &mut Request) -> Response {
                 "webhook: body over max_body_bytes ({}): 413",
                 app.max_body_bytes
             );
-            return reject(
+            return Err(reject(
                 app,
                 413,
                 MetricOutcome::BadRequest,
                 "request body too large",
             )
-            .with_header("Connection", "close");
+            .with_header("Connection", "close"));
         }
         Err(BodyError::Io(e)) => {
             log::warn!("webhook: could not read the request body ({e}): 400");
-            return reject(
+            return Err(reject(
                 app,
                 400,
                 MetricOutcome::BadRequest,
                 "could not read the request body",
-            );
+            ));
         }
     };
     let params = match twilio::parse_body(body_type, &body) {
         Ok(p) => p,
         Err(why) => {
             log::warn!("webhook: unparseable body: {why}: 400");
-            return reject(
+            return Err(reject(
                 app,
                 400,
                 MetricOutcome::BadRequest,
                 &format!("unparseable body: {why}"),
-            );
+            ));
         }
     };
 
@@ -177,7 +188,12 @@ fn webhook(app: &App, req: &mut Request) -> Response {
         log::warn!(
             "webhook: no Host header and no [server] public_url, so the signature cannot be checked: 403"
         );
-        return reject(app, 403, MetricOutcome::BadSignature, "invalid signature");
+        return Err(reject(
+            app,
+            403,
+            MetricOutcome::BadSignature,
+            "invalid signature",
+        ));
     };
     let header = req.header("X-Twilio-Signature");
     let signed = match body_type {
@@ -195,12 +211,22 @@ fn webhook(app: &App, req: &mut Request) -> Response {
         log::warn!(
             "webhook: rejected ({why}) for URL {url} (also tried with/without the port); if Twilio calls a different URL, set [server] public_url to match it: 403"
         );
-        return reject(app, 403, MetricOutcome::BadSignature, "invalid signature");
+        return Err(reject(
+            app,
+            403,
+            MetricOutcome::BadSignature,
+            "invalid signature",
+        ));
     }
 
     let Some(facts) = Facts::from_params(&params) else {
         log::warn!("webhook: signed request without CallSid: 400");
-        return reject(app, 400, MetricOutcome::BadRequest, "missing CallSid");
+        return Err(reject(
+            app,
+            400,
+            MetricOutcome::BadRequest,
+            "missing CallSid",
+        ));
     };
 
     let kind = twilio::classify(&params);
@@ -241,7 +267,6 @@ fn webhook(app: &App, req: &mut Request) -> Response {
     };
     drop(rules);
 
-    let call_sid = facts.call_sid.clone();
     let event = NewEvent {
         received_ms,
         kind,
@@ -254,16 +279,54 @@ fn webhook(app: &App, req: &mut Request) -> Response {
         body,
         idempotency_token: req.header("I-Twilio-Idempotency-Token").map(str::to_owned),
     };
-    match app.store.submit(event) {
+    Ok(Accepted { event, twiml })
+}
+
+/// Hands a verified request to the writer and the answer to its callback: the `200`
+/// (with TwiML) leaves only after the commit; this worker moves on at once.
+fn store_then_answer(
+    app: &App,
+    req: &mut Request,
+    accepted: Accepted,
+    started: Instant,
+) -> Option<Response> {
+    let Some(responder) = req.defer() else {
+        return Some(Response::text(500, "internal error\n"));
+    };
+    let metrics = Arc::clone(&app.metrics);
+    let kind = accepted.event.kind;
+    let call_sid = accepted.event.facts.call_sid.clone();
+    let twiml = accepted.twiml;
+    app.store.submit_async(
+        accepted.event,
+        Box::new(move |result| {
+            let response = answer_stored(&metrics, kind, &call_sid, twiml, result);
+            metrics.count_response(response.status);
+            metrics.observe_webhook_latency(started.elapsed());
+            responder.send(response);
+        }),
+    );
+    None
+}
+
+/// The answer to a verified request once storage is done with it; one log line each.
+fn answer_stored(
+    metrics: &Metrics,
+    kind: Kind,
+    call_sid: &str,
+    twiml: String,
+    result: Result<Outcome, StorageError>,
+) -> Response {
+    let what = match kind {
+        Kind::Incoming => "incoming call",
+        Kind::Status => "status callback",
+        Kind::DialAction => "dial action",
+    };
+    match result {
         Ok(outcome) => {
-            let what = match kind {
-                Kind::Incoming => "incoming call",
-                Kind::Status => "status callback",
-                Kind::DialAction => "dial action",
-            };
             match &outcome {
                 Outcome::Stored { call, new_call } => {
-                    app.metrics.count_webhook(MetricOutcome::Stored);
+                    metrics.count_webhook(MetricOutcome::Stored);
                     if *new_call && call.user.is_empty() {
                         log::warn!(
                             "call {call_sid}: tracking number is not in [[numbers]]; recorded with an empty user"
@@ -282,13 +345,13 @@ fn webhook(app: &App, req: &mut Request) -> Response {
                     );
                 }
                 Outcome::Duplicate => {
-                    app.metrics.count_webhook(MetricOutcome::Duplicate);
+                    metrics.count_webhook(MetricOutcome::Duplicate);
                     log::info!(
                         "stored {what} for call {call_sid}: a repeat of an earlier request, nothing changed"
                     );
                 }
                 Outcome::ChildLeg => {
-                    app.metrics.count_webhook(MetricOutcome::Stored);
+                    metrics.count_webhook(MetricOutcome::Stored);
                     log::info!(
                         "stored {what} for call {call_sid}: an outbound-dial leg, kept as an event only"
                     );
@@ -302,13 +365,9 @@ fn webhook(app: &App, req: &mut Request) -> Response {
         }
         Err(e) => {
             log::error!("webhook: call {call_sid} not stored ({e}): 503, Twilio may retry");
-            reject(
-                app,
-                503,
-                MetricOutcome::StorageError,
-                "storage unavailable, try again later",
-            )
-            .with_header("Retry-After", "5")
+            metrics.count_webhook(MetricOutcome::StorageError);
+            Response::text(503, "storage unavailable, try again later\n")
+                .with_header("Retry-After", "5")
         }
     }
 }

@@ -173,13 +173,16 @@ pub enum Outcome {
     ChildLeg,
 }
 
-/// Where the writer sends one request's result.
-type Reply = SyncSender<Result<Outcome, StorageError>>;
+/// Called with a request's result once its batch is committed (or has failed), on the
+/// responder thread: this is where the HTTP answer goes out.
+pub type Done = Box<dyn FnOnce(Result<Outcome, StorageError>) + Send>;
 /// A request waiting in a batch.
-type Pending = (Box<NewEvent>, Reply);
+type Pending = (Box<NewEvent>, Done);
+/// Results on their way to the responder thread.
+type Answered = Vec<(Done, Result<Outcome, StorageError>)>;
 
 enum Msg {
-    Write(Box<NewEvent>, Reply),
+    Write(Box<NewEvent>, Done),
     Health(SyncSender<Result<(), StorageError>>),
 }
 
@@ -206,7 +209,8 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StorageError> {
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StorageError(format!("cannot open database {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    // 8 MiB of page cache (default 2 MiB): the indexes of a busy month stay in memory.
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192;")?;
     Ok(conn)
 }
 
@@ -300,12 +304,29 @@ impl Store {
             );
         }
         let (tx, rx) = channel();
+        // Answers go out from their own thread, so a slow client never delays a commit.
+        let (answers_tx, answers_rx) = channel::<Answered>();
+        let responder = std::thread::Builder::new()
+            .name("responder".into())
+            .spawn(move || {
+                for batch in answers_rx {
+                    for (done, result) in batch {
+                        let call = std::panic::AssertUnwindSafe(move || done(result));
+                        if std::panic::catch_unwind(call).is_err() {
+                            log::error!("internal error while answering a stored request");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StorageError(format!("cannot start the responder thread: {e}")))?;
         let writer = Writer {
             path: path.to_path_buf(),
             conn: Some(conn),
             rules,
             observer,
             failing: false,
+            answers: answers_tx,
+            responder: Some(responder),
         };
         let handle = std::thread::Builder::new()
             .name("writer".into())
@@ -314,12 +335,25 @@ impl Store {
         Ok((Store { tx }, handle))
     }
 
+    /// Queues a request; `done` gets its result once its batch is durably committed
+    /// (or has failed). Never blocks on the disk.
+    pub fn submit_async(&self, ev: NewEvent, done: Done) {
+        if let Err(std::sync::mpsc::SendError(Msg::Write(_, done))) =
+            self.tx.send(Msg::Write(Box::new(ev), done))
+        {
+            done(Err(StorageError("the writer thread has stopped".into())));
+        }
+    }
+
     /// Stores a request durably; returns once its batch is committed (or failed).
     pub fn submit(&self, ev: NewEvent) -> Result<Outcome, StorageError> {
         let (reply_tx, reply_rx) = sync_channel(1);
-        self.tx
-            .send(Msg::Write(Box::new(ev), reply_tx))
-            .map_err(|_| StorageError("the writer thread has stopped".into()))?;
+        self.submit_async(
+            ev,
+            Box::new(move |r| {
+                let _ = reply_tx.send(r);
+            }),
+        );
         reply_rx
             .recv()
             .map_err(|_| StorageError("the writer thread stopped before answering".into()))?
@@ -344,6 +378,10 @@ struct Writer {
     observer: Arc<dyn BatchObserver>,
     /// The last write failed: health checks must prove a write works again.
     failing: bool,
+    /// To the responder thread.
+    answers: Sender<Answered>,
+    /// Joined when the writer stops, so every answer is out before it returns.
+    responder: Option<JoinHandle<()>>,
 }
 
 impl Writer {
@@ -354,7 +392,7 @@ impl Writer {
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
-                    Msg::Write(ev, reply) => writes.push((ev, reply)),
+                    Msg::Write(ev, done) => writes.push((ev, done)),
                     Msg::Health(reply) => health.push(reply),
                 }
                 if writes.len() < MAX_BATCH {
@@ -371,10 +409,16 @@ impl Writer {
                 }
             }
         }
+        // The last connection to close checkpoints the WAL and removes it.
         if let Some(conn) = self.conn.take()
             && let Err((_, e)) = conn.close()
         {
             log::error!("closing database {}: {e}", self.path.display());
+        }
+        let (dummy, _) = channel();
+        drop(std::mem::replace(&mut self.answers, dummy));
+        if let Some(r) = self.responder.take() {
+            let _ = r.join();
         }
     }
 
@@ -400,9 +444,12 @@ impl Writer {
         match result {
             Ok(outcomes) => {
                 self.failing = false;
-                for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
+                let answered = writes
+                    .into_iter()
+                    .map(|(_, done)| done)
+                    .zip(outcomes)
+                    .collect();
+                let _ = self.answers.send(answered);
             }
             Err(e) => {
                 log::error!(
@@ -413,9 +460,11 @@ impl Writer {
                 // A fresh connection next time: recovers from read-only opens and
                 // leaves no half-finished transaction behind.
                 self.conn = None;
-                for (_, reply) in writes {
-                    let _ = reply.send(Err(e.clone()));
-                }
+                let answered = writes
+                    .into_iter()
+                    .map(|(_, done)| (done, Err(e.clone())))
+                    .collect();
+                let _ = self.answers.send(answered);
             }
         }
         self.observer.batch(size, started.elapsed(), ok);

@@ -291,10 +291,16 @@ fn fire_cmd(o: &Opts) -> Result<(), String> {
 
 fn report(name: &str, r: &LoadResult) {
     println!(
-        "{name:<28} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ok {:>6}   failed {}",
+        "{name:<28} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   max {:>8.3} ms   ok {:>6}   failed {}",
         r.rate(),
         r.pct(0.50).as_secs_f64() * 1e3,
         r.pct(0.99).as_secs_f64() * 1e3,
+        r.latencies
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
         r.acknowledged.len(),
         r.failed
     );

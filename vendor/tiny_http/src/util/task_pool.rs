@@ -69,7 +69,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // calltrackd patch: a thread still counted as waiting may already be promised to
+        // a task queued just before; with one task per keep-alive connection, queueing
+        // behind it starved the new connection until another one closed. Queue only when
+        // there are more waiting threads than queued tasks (both read under this lock).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
