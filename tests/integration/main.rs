@@ -4,5 +4,7 @@ mod support;
 
 mod cli;
 mod export;
+mod properties;
+mod resilience;
 mod vectors;
 mod webhook;

@@ -298,10 +298,20 @@ impl Server {
                         use util::RefinedTcpStream;
                         // calltrackd patch: a stalled client must not hold a thread forever.
                         if let Err(e) = sock.set_timeouts(limits::socket_timeout()) {
-                            log::warn!("cannot set socket timeouts: {}", e);
+                            log::warn!(target: "calltrackd::http", "cannot set socket timeouts: {}", e);
                         }
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            // calltrackd patch: a socket that cannot be cloned (EMFILE)
+                            // used to panic this thread, so the listener died unreported;
+                            // now it is reported like any accept error (below).
+                            None => match RefinedTcpStream::try_new(sock) {
+                                Ok(pair) => pair,
+                                Err(e) => {
+                                    log::error!("Error accepting new client: {}", e);
+                                    inside_messages.push(e.into());
+                                    break;
+                                }
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection

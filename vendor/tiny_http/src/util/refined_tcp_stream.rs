@@ -112,6 +112,22 @@ impl RefinedTcpStream {
         (read, write)
     }
 
+    /// calltrackd patch: like `new` for a plain connection, but a failed `try_clone`
+    /// (EMFILE) is an error instead of a panic that silently killed the accept thread.
+    pub(crate) fn try_new(conn: Connection) -> IoResult<(RefinedTcpStream, RefinedTcpStream)> {
+        let read = RefinedTcpStream {
+            stream: Stream::Http(conn.try_clone()?),
+            close_read: true,
+            close_write: false,
+        };
+        let write = RefinedTcpStream {
+            stream: Stream::Http(conn),
+            close_read: false,
+            close_write: true,
+        };
+        Ok((read, write))
+    }
+
     /// Returns true if this struct wraps around a secure connection.
     #[inline]
     pub(crate) fn secure(&self) -> bool {

@@ -84,7 +84,9 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // calltrackd patch: `thread::spawn` panicked (killing the accept thread, so the
+        // server went deaf) when the OS refused a thread; now that connection is dropped.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -128,6 +130,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!(target: "calltrackd::http", "cannot start a connection thread: {}", e);
+        }
     }
 }
 

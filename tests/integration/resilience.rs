@@ -1,0 +1,471 @@
+//! Durability and robustness: kill -9 under load, graceful stop, reload, stalled and
+//! garbage clients, a full disk, a dead listener, and /metrics.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Keeps posting distinct signed status callbacks over `conns` keep-alive-less
+/// connections until `stop`; returns the CallSids answered 200 and every other status.
+fn load(
+    addr: std::net::SocketAddr,
+    conns: usize,
+    prefix: &str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, Vec<u16>)> {
+    let prefix = prefix.to_owned();
+    std::thread::spawn(move || {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let other = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..conns)
+            .map(|c| {
+                let (stop, acked, other, prefix) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&other), prefix.clone());
+                std::thread::spawn(move || {
+                    let url = format!("http://{addr}/call-tracking/webhook");
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let sid = format!("CA{prefix}{c}x{i}");
+                        let p = status(&sid, TRACKING, "completed", "Mon, 02 Mar 2026 15:00:47 +0000", Some("47"));
+                        let body = form_encode(&borrow(&p));
+                        let raw = format!(
+                            "POST /call-tracking/webhook HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {}\r\nContent-Length: {}\r\n\r\n{body}",
+                            sign(TOKEN, &url, &borrow(&p)),
+                            body.len()
+                        );
+                        let Ok(mut s) = TcpStream::connect(addr) else {
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
+                        };
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                        if s.write_all(raw.as_bytes()).is_err() {
+                            continue;
+                        }
+                        let mut resp = Vec::new();
+                        let _ = s.read_to_end(&mut resp);
+                        let text = String::from_utf8_lossy(&resp);
+                        match text.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()) {
+                            Some(200) => acked.lock().unwrap().push(sid),
+                            Some(code) => other.lock().unwrap().push(code),
+                            None => {} // connection cut: not acknowledged
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        let a = acked.lock().unwrap().clone();
+        let o = other.lock().unwrap().clone();
+        (a, o)
+    })
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_call() {
+    let env = Env::new(&base_config(""));
+    let mut all_acked = Vec::new();
+    for cycle in 0..3 {
+        let d = env.start();
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = load(d.addr, 6, &format!("k{cycle}"), Arc::clone(&stop));
+        std::thread::sleep(Duration::from_millis(400));
+        drop(d); // SIGKILL while requests are in flight
+        stop.store(true, Ordering::Relaxed);
+        let (acked, _) = loader.join().unwrap();
+        assert!(!acked.is_empty(), "cycle {cycle}: the load got answers");
+        all_acked.extend(acked);
+        // Restart on the same file: every acknowledged call is there, and the file is sound.
+        let d = env.start();
+        let c = rusqlite::Connection::open(env.db()).unwrap();
+        let check: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let mut stmt = c
+            .prepare("SELECT count(*) FROM calls WHERE call_sid = ?1")
+            .unwrap();
+        for sid in &all_acked {
+            let n: i64 = stmt.query_row([sid], |r| r.get(0)).unwrap();
+            assert_eq!(
+                n, 1,
+                "acknowledged call {sid} lost after kill -9 (cycle {cycle})"
+            );
+        }
+        drop(d);
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_drain_in_flight_requests_and_exit_0() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let env = Env::new(&base_config(""));
+        let d = env.start();
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = load(d.addr, 6, &format!("s{sig}"), Arc::clone(&stop));
+        std::thread::sleep(Duration::from_millis(300));
+        d.signal(sig);
+        let mut d = d;
+        let code = wait_timeout(&mut d.child, Duration::from_secs(15));
+        stop.store(true, Ordering::Relaxed);
+        let (acked, other) = loader.join().unwrap();
+        assert_eq!(
+            code,
+            Some(0),
+            "signal {sig}: exit code; log:\n{}",
+            d.log_text()
+        );
+        assert!(
+            other.iter().all(|c| *c != 500 && *c != 503),
+            "signal {sig}: {other:?}"
+        );
+        assert!(d.log_text().contains("stopped cleanly"));
+        // Closed cleanly: no WAL left behind.
+        assert!(!env.dir.path().join("calls.db-wal").exists());
+        let c = rusqlite::Connection::open(env.db()).unwrap();
+        for sid in &acked {
+            let n: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM calls WHERE call_sid = ?1",
+                    [sid],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "acknowledged {sid} must be stored");
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_rules_without_dropping_requests_and_refuses_a_broken_file() {
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    let post = |p: Vec<(String, String)>| d.post_form(&borrow(&p));
+    let forwarded = |sid: &str, talk: &str| {
+        assert_eq!(post(incoming(sid, TRACKING)).status, 200);
+        assert_eq!(
+            post(dial_action(sid, TRACKING, "completed", Some(talk))).status,
+            200
+        );
+    };
+    forwarded("CAbefore", "45");
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = load(d.addr, 3, "hup", Arc::clone(&stop));
+
+    // New threshold, new owner for the number, a new number.
+    let cfg = base_config("")
+        .replace("min_duration_seconds = 30", "min_duration_seconds = 60")
+        .replace("user = \"acme-plumbing\"", "user = \"new-owner\"")
+        + "\n[[numbers]]\nnumber = \"+18005550111\"\nuser = \"third\"\nforward_to = \"+15550001111\"\n";
+    env.write_config(&cfg);
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log("SIGHUP: reloaded", Duration::from_secs(5)),
+        "{}",
+        d.log_text()
+    );
+    forwarded("CAafter", "45");
+    let before = call_row(&env.db(), "CAbefore").unwrap();
+    let after = call_row(&env.db(), "CAafter").unwrap();
+    assert_eq!(
+        (before.user.as_str(), before.qualified),
+        ("acme-plumbing", Some(true)),
+        "stored calls keep their rules"
+    );
+    assert_eq!(
+        (after.user.as_str(), after.qualified),
+        ("new-owner", Some(false)),
+        "new calls get the new rules"
+    );
+    let r = post(incoming("CAthird", "+18005550111"));
+    assert!(
+        r.text().contains("<Number>+15550001111</Number>"),
+        "{}",
+        r.text()
+    );
+
+    // A broken file is refused; the previous rules stay.
+    env.write_config("[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n");
+    d.signal(libc::SIGHUP);
+    assert!(d.wait_log("reload refused", Duration::from_secs(5)));
+    forwarded("CAbroken", "45");
+    let row = call_row(&env.db(), "CAbroken").unwrap();
+    assert_eq!(
+        (row.user.as_str(), row.qualified),
+        ("new-owner", Some(false))
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let (acked, other) = loader.join().unwrap();
+    assert!(!acked.is_empty());
+    assert!(
+        other.is_empty(),
+        "no request failed during reloads: {other:?}"
+    );
+}
+
+#[test]
+fn stalled_clients_do_not_delay_a_valid_callback() {
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    let mut stalled = Vec::new();
+    for i in 0..200 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        let partial = if i % 2 == 0 {
+            // Stalled in the headers.
+            "POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nContent-Ty".to_owned()
+        } else {
+            // Stalled in the body.
+            "POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\nCallSid=CA".to_owned()
+        };
+        s.write_all(partial.as_bytes()).unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for n in 0..5 {
+        let t = Instant::now();
+        let r = d.post_form(&borrow(&incoming(&format!("CAvalid{n}"), TRACKING)));
+        let took = t.elapsed();
+        assert_eq!(r.status, 200);
+        assert!(
+            took < Duration::from_secs(1),
+            "a valid callback took {took:?} with 200 stalled clients"
+        );
+    }
+    assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
+    drop(stalled);
+}
+
+#[test]
+fn garbage_truncated_and_oversized_requests_never_get_500() {
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    let long_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let many_headers = format!("GET /healthz HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(300));
+    let cases: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02\x03garbage\r\n\r\n".to_vec(),
+        b"GET\r\n\r\n".to_vec(),
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        b"POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+        b"POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nzz\r\n".to_vec(),
+        b"POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nCall".to_vec(),
+        b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(),
+        b"GET /%%%%% HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        b"POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n".to_vec(),
+        long_header.into_bytes(),
+        many_headers.into_bytes(),
+    ];
+    for (i, raw) in cases.iter().enumerate() {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let _ = s.write_all(raw);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let text = String::from_utf8_lossy(&resp);
+        assert!(
+            !text.starts_with("HTTP/1.1 500") && !text.starts_with("HTTP/1.0 500"),
+            "case {i}: {text}"
+        );
+    }
+    // Oversized, in chunked encoding (no Content-Length to refuse it up front).
+    let chunk = "a".repeat(70_000);
+    let raw = format!(
+        "POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    assert_eq!(raw_request(d.addr, raw.as_bytes(), false).status, 413);
+    // Still healthy, nothing stored, nothing panicked.
+    assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAafter", TRACKING))).status,
+        200
+    );
+    assert_eq!(count(&env.db(), "SELECT count(*) FROM events"), 1);
+    let log = d.log_text();
+    assert!(
+        !log.contains("panicked") && !log.contains("internal error"),
+        "{log}"
+    );
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn full_disk_answers_503_and_recovers_when_space_returns() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let env = Env::new(&base_config("").replace("path = \"calls.db\"", "path = \"disk/calls.db\""));
+    let disk = env.dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(disk.clone());
+    let d = env.start();
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAfull0", TRACKING))).status,
+        200
+    );
+    // Fill the disk.
+    let filler = disk.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let db = disk.join("calls.db");
+    let events_before = count(&db, "SELECT count(*) FROM events");
+    let mut saw_503 = false;
+    for i in 0..40 {
+        let mut p = incoming(&format!("CAfull{}", i + 1), TRACKING);
+        set(&mut p, "CallerName", &"X".repeat(3000));
+        let r = d.post_form(&borrow(&p));
+        assert!(r.status == 200 || r.status == 503, "{}", r.status);
+        if r.status == 503 {
+            saw_503 = true;
+            break;
+        }
+    }
+    assert!(saw_503, "a full disk must answer 503");
+    assert_eq!(get(d.addr, "/healthz", &[]).status, 503);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert!(count(&db, "SELECT count(*) FROM events") >= events_before);
+    drop(c);
+    // Space returns: the daemon recovers by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let r = d.post_form(&borrow(&incoming("CAfullafter", TRACKING)));
+    assert_eq!(r.status, 200, "{}", d.log_text());
+    assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
+    assert!(call_row(&db, "CAfullafter").is_some());
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_dead_listener_makes_the_daemon_exit_non_zero() {
+    // Few file descriptors: accept() fails with EMFILE and tiny_http stops accepting.
+    let env = Env::new(&base_config(""));
+    let d = Daemon::start_wrapped(&env, Vec::new(), &["prlimit", "--nofile=40:40", "--"]);
+    let mut held = Vec::new();
+    for _ in 0..60 {
+        if let Ok(s) = TcpStream::connect(d.addr) {
+            held.push(s);
+        }
+    }
+    let mut d = d;
+    let code = wait_timeout(&mut d.child, Duration::from_secs(10));
+    assert_eq!(code, Some(1), "log:\n{}", d.log_text());
+    assert!(
+        d.log_text().contains("stopped accepting connections"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn metrics_on_their_own_listener_without_per_call_labels() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = Env::new(&base_config(&format!(
+        "metrics_listen = \"127.0.0.1:{port}\"\n"
+    )));
+    let d = env.start();
+    let maddr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAm1", TRACKING))).status,
+        200
+    );
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAm1", TRACKING))).status,
+        200
+    );
+    assert_eq!(
+        d.post_form_signed(&borrow(&incoming("CAm2", TRACKING)), Some("bad"))
+            .status,
+        403
+    );
+    assert_eq!(
+        request(
+            d.addr,
+            "POST",
+            "/call-tracking/webhook",
+            &[("Content-Type", "text/plain".into())],
+            b"x"
+        )
+        .status,
+        415
+    );
+    assert_eq!(
+        d.post_form(&borrow(&dial_action(
+            "CAm1",
+            TRACKING,
+            "completed",
+            Some("40")
+        )))
+        .status,
+        200
+    );
+    let r = get(maddr, "/metrics", &[]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = r.text();
+    for line in [
+        "calltrackd_webhook_requests_total{outcome=\"stored\"} 2",
+        "calltrackd_webhook_requests_total{outcome=\"duplicate\"} 1",
+        "calltrackd_webhook_requests_total{outcome=\"bad_signature\"} 1",
+        "calltrackd_webhook_requests_total{outcome=\"bad_request\"} 1",
+        "calltrackd_webhook_requests_total{outcome=\"storage_error\"} 0",
+        "calltrackd_calls{answered=\"true\",qualified=\"true\"} 1",
+        "calltrackd_commit_batch_size_count",
+        "calltrackd_commit_duration_seconds_bucket{le=\"+Inf\"}",
+        "calltrackd_webhook_duration_seconds_count 5",
+        "calltrackd_build_info{version=\"",
+    ] {
+        assert!(m.contains(line), "missing {line:?} in\n{m}");
+    }
+    for secret in ["CAm1", TRACKING, CALLER, SHOP, "acme-plumbing", TOKEN] {
+        assert!(!m.contains(secret), "{secret} must not appear in /metrics");
+    }
+    assert_eq!(get(maddr, "/calls.csv", &bearer()).status, 404);
+    assert_eq!(get(maddr, "/healthz", &[]).status, 404);
+    assert_eq!(get(d.addr, "/metrics", &[]).status, 404);
+}
