@@ -52,14 +52,14 @@ fn print_warnings(cfg: &Config) {
 
 /// `check-config`: validate, print the summary (and the fallback TwiML).
 pub fn check_config(path: &Path, fallback_twiml: bool) -> Result<(), CliError> {
-    let cfg = Config::load(path, &Env::from_process())?;
+    let cfg = Config::load_for(path, &Env::from_process(), Needs::CHECK)?;
     print_warnings(&cfg);
     if let Some(dir) = cfg.storage_path.parent()
         && !dir.as_os_str().is_empty()
         && !dir.is_dir()
     {
         eprintln!(
-            "warning: the database folder {} does not exist; create it before `calltrackd serve`",
+            "warning: the database folder {} does not exist yet (under the packaged unit, systemd creates it at start; otherwise create it before `calltrackd serve`)",
             dir.display()
         );
     }
@@ -124,6 +124,7 @@ pub fn sign(config: &Path, url: &str, params: &[String]) -> Result<String, CliEr
                 &env,
                 Needs {
                     auth_token: true,
+                    auth_token_required: true,
                     export_token: false,
                 },
             )?;
@@ -266,6 +267,7 @@ pub fn share_link(
         &Env::from_process(),
         Needs {
             auth_token: false,
+            auth_token_required: false,
             export_token: true,
         },
     )?;
@@ -291,6 +293,17 @@ pub fn share_link(
 /// `backup DEST`: a consistent, verified copy of the database, safe while serving.
 pub fn backup(config: &Path, dest: &Path) -> Result<String, CliError> {
     let cfg = Config::load_for(config, &Env::from_process(), Needs::NONE)?;
+    // A folder: a new time-stamped file in it (what the backup timer uses).
+    let named;
+    let dest = if dest.is_dir() {
+        named = dest.join(format!(
+            "calls-{}.db",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        ));
+        named.as_path()
+    } else {
+        dest
+    };
     if dest.exists() {
         return Err(CliError::usage(format!(
             "backup: {} already exists; remove it or choose another file name",

@@ -119,21 +119,32 @@ pub struct ExportConfig {
 /// operator can run `export` or `backup` without access to the token files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
-    /// The Twilio auth token (`serve`, `sign`).
+    /// Read the Twilio auth token (`serve`, `sign`, `check-config`).
     pub auth_token: bool,
-    /// The export token (`serve`, `share-link`).
+    /// Fail when there is none (`serve`, `sign`); `check-config` run from a shell cannot
+    /// see the token systemd hands the service, so it only reports it missing.
+    pub auth_token_required: bool,
+    /// Read the export token (`serve`, `share-link`, `check-config`).
     pub export_token: bool,
 }
 
 impl Needs {
-    /// Everything (`serve`, `check-config`).
+    /// Everything, all required (`serve`).
     pub const ALL: Needs = Needs {
         auth_token: true,
+        auth_token_required: true,
+        export_token: true,
+    };
+    /// Everything, the auth token optional (`check-config`).
+    pub const CHECK: Needs = Needs {
+        auth_token: true,
+        auth_token_required: false,
         export_token: true,
     };
     /// No secret (`export`, `backup`).
     pub const NONE: Needs = Needs {
         auth_token: false,
+        auth_token_required: false,
         export_token: false,
     };
 }
@@ -578,24 +589,30 @@ impl Config {
         let mut auth_tokens = Vec::new();
         let mut origin = "not read by this command".to_owned();
         if need {
-            let (primary, from) = match ld
-                .env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token)?
-            {
-                Some(tok) => (tok, "environment variable TWILIO_AUTH_TOKEN".to_owned()),
+            let found = match ld.env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token)? {
+                Some(tok) => Some((tok, "environment variable TWILIO_AUTH_TOKEN".to_owned())),
                 None => match from_file {
-                    Some(found) => found,
-                    None => match ld.credential("twilio-auth-token")? {
-                        Some(found) => found,
-                        None => {
-                            return Err(ld.err(
-                                "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN) to the Auth Token from the Twilio console",
-                            ));
-                        }
-                    },
+                    Some(found) => Some(found),
+                    None => ld.credential("twilio-auth-token")?,
                 },
             };
-            origin = from;
-            auth_tokens.push(primary);
+            match found {
+                Some((primary, from)) => {
+                    origin = from;
+                    auth_tokens.push(primary);
+                }
+                None if needs.auth_token_required => {
+                    return Err(ld.err(
+                        "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token) to the Auth Token from the Twilio console",
+                    ));
+                }
+                None => {
+                    origin = "none found here (`serve` needs one: from the config, $TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token)".to_owned();
+                    ld.warnings.push(format!(
+                        "{file}: no auth token in the file or the environment; `calltrackd serve` needs one (the packaged systemd unit hands it over from /etc/calltrackd/twilio-auth-token)"
+                    ));
+                }
+            }
             let previous = match previous {
                 Some((tok, _)) => Some(tok),
                 None => ld.credential("twilio-previous-auth-token")?.map(|(t, _)| t),
@@ -749,7 +766,12 @@ impl Config {
         line(
             "auth token",
             &format!(
-                "set, from {}{}",
+                "{}{}{}",
+                if self.auth_tokens.is_empty() {
+                    ""
+                } else {
+                    "set, from "
+                },
                 self.auth_token_origin,
                 if self.auth_tokens.len() > 1 {
                     "; previous token also accepted"
@@ -763,7 +785,7 @@ impl Config {
             if self.export.token.is_some() {
                 "on (token set)"
             } else {
-                "off (no export token)"
+                "off (no export token in the config, $CALLTRACKD_EXPORT_TOKEN or systemd credential)"
             },
         );
         line("timezone", self.export.timezone.name());

@@ -3,9 +3,10 @@ systemd integration without a crate: `sd_notify` over `$NOTIFY_SOCKET` and the w
 
 `READY=1` is sent once the listener and the database are up, `STOPPING=1` on shutdown.
 When the unit sets `WatchdogSec=`, a thread sends `WATCHDOG=1` at half that interval, but
-only after a real `GET /healthz` over the daemon's own listener succeeds: a listener that
-died (tiny_http stops accepting after an accept error) or a database that stopped
-answering then gets the daemon restarted by systemd.
+only after a real `GET /healthz` over the daemon's own listener got an answer: a
+listener that died (or a worker pool that hangs) gets the daemon restarted by systemd.
+Any answer counts, `503` included: a full disk is not fixed by a restart, and a restart
+loop would only make systemd give up on the service.
 */
 
 use std::io::{Read, Write};
@@ -49,7 +50,7 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// One `GET /healthz` over our own listener; true on `200`.
+/// One `GET /healthz` over our own listener; true when any HTTP answer comes back.
 pub fn probe(addr: SocketAddr, timeout: Duration) -> bool {
     let mut target = addr;
     if target.ip().is_unspecified() {
@@ -70,7 +71,7 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> bool {
         return false;
     }
     let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
 /// Starts the watchdog thread when systemd asked for one.
@@ -86,7 +87,7 @@ pub fn start_watchdog(addr: SocketAddr, stopping: Arc<AtomicBool>) {
                 if probe(addr, period.min(Duration::from_secs(5))) {
                     notify("WATCHDOG=1");
                 } else {
-                    log::error!("watchdog: GET /healthz on {addr} failed; systemd will restart calltrackd if this persists");
+                    log::error!("watchdog: GET /healthz on {addr} got no answer; systemd will restart calltrackd if this persists");
                 }
                 std::thread::sleep(period);
             }

@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// Keeps posting distinct signed status callbacks over `conns` keep-alive-less
 /// connections until `stop`; returns the CallSids answered 200 and every other status.
-fn load(
+pub fn load(
     addr: std::net::SocketAddr,
     conns: usize,
     prefix: &str,
