@@ -201,17 +201,34 @@ struct Row {
     ended_at: Option<i64>,
 }
 
-const SELECT: &str =
-    "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
-        caller_state, direction, status, answered, qualified, duration_seconds, talk_seconds,
-        started_at, ended_at
-    FROM calls
-    WHERE (?1 IS NULL OR started_at >= ?1) AND (?2 IS NULL OR started_at < ?2)
-      AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR source = ?4)
-      AND (?5 IS NULL OR qualified = ?5)
-      AND (?6 IS NULL OR (started_at, call_sid) > (?6, ?7))
-    ORDER BY started_at, call_sid
-    LIMIT ?8";
+/// The page query for these filters: only the conditions in use, so SQLite walks the
+/// `(started_at, call_sid)` index from the last row of the previous page instead of
+/// scanning the table (an `?1 IS NULL OR ...` form defeats the index).
+fn page_sql(f: &Filters, after: bool) -> String {
+    let mut sql = String::from(
+        "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
+            caller_state, direction, status, answered, qualified, duration_seconds, talk_seconds,
+            started_at, ended_at
+         FROM calls INDEXED BY calls_by_start WHERE 1",
+    );
+    for (on, cond) in [
+        (f.from.is_some(), " AND started_at >= :from"),
+        (f.to.is_some(), " AND started_at < :to"),
+        (f.user.is_some(), " AND user = :user"),
+        (f.source.is_some(), " AND source = :source"),
+        (f.qualified.is_some(), " AND qualified = :qualified"),
+        (
+            after,
+            " AND (started_at, call_sid) > (:after_t, :after_sid)",
+        ),
+    ] {
+        if on {
+            sql.push_str(cond);
+        }
+    }
+    sql.push_str(" ORDER BY started_at, call_sid LIMIT :limit");
+    sql
+}
 
 /// Pages through the filtered calls inside one read transaction.
 struct Pager {
@@ -239,39 +256,50 @@ impl Pager {
             return Ok(Vec::new());
         }
         let f = &self.filters;
-        let mut stmt = self.conn.prepare_cached(SELECT)?;
-        let rows = stmt.query_map(
-            rusqlite::params![
-                f.from,
-                f.to,
-                f.user,
-                f.source,
-                f.qualified,
-                self.after.as_ref().map(|a| a.0),
-                self.after.as_ref().map(|a| a.1.as_str()),
-                PAGE as i64,
-            ],
-            |r| {
-                Ok(Row {
-                    call_sid: r.get(0)?,
-                    user: r.get(1)?,
-                    tracking_number: r.get(2)?,
-                    source: r.get(3)?,
-                    caller: r.get(4)?,
-                    caller_name: r.get(5)?,
-                    caller_city: r.get(6)?,
-                    caller_state: r.get(7)?,
-                    direction: r.get(8)?,
-                    status: r.get(9)?,
-                    answered: r.get(10)?,
-                    qualified: r.get(11)?,
-                    duration_seconds: r.get(12)?,
-                    talk_seconds: r.get(13)?,
-                    started_at: r.get(14)?,
-                    ended_at: r.get(15)?,
-                })
-            },
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&page_sql(f, self.after.is_some()))?;
+        let limit = PAGE as i64;
+        let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":limit", &limit)];
+        if let Some(v) = &f.from {
+            named.push((":from", v));
+        }
+        if let Some(v) = &f.to {
+            named.push((":to", v));
+        }
+        if let Some(v) = &f.user {
+            named.push((":user", v));
+        }
+        if let Some(v) = &f.source {
+            named.push((":source", v));
+        }
+        if let Some(v) = &f.qualified {
+            named.push((":qualified", v));
+        }
+        if let Some((t, sid)) = &self.after {
+            named.push((":after_t", t));
+            named.push((":after_sid", sid));
+        }
+        let rows = stmt.query_map(named.as_slice(), |r| {
+            Ok(Row {
+                call_sid: r.get(0)?,
+                user: r.get(1)?,
+                tracking_number: r.get(2)?,
+                source: r.get(3)?,
+                caller: r.get(4)?,
+                caller_name: r.get(5)?,
+                caller_city: r.get(6)?,
+                caller_state: r.get(7)?,
+                direction: r.get(8)?,
+                status: r.get(9)?,
+                answered: r.get(10)?,
+                qualified: r.get(11)?,
+                duration_seconds: r.get(12)?,
+                talk_seconds: r.get(13)?,
+                started_at: r.get(14)?,
+                ended_at: r.get(15)?,
+            })
+        })?;
         let page: Vec<Row> = rows.collect::<Result<_, _>>()?;
         if page.len() < PAGE {
             self.done = true;
