@@ -1,0 +1,149 @@
+//! Unit tests for `config`.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml", Path::new("/etc/ct"), &Env::default())
+}
+
+const MIN: &str = "[twilio]\nauth_token = \"abc\"\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MIN).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.workers, 8);
+    assert_eq!(c.server.max_body_bytes, 65536);
+    assert_eq!(c.rules.min_duration_seconds, 30);
+    assert_eq!(c.storage_path, PathBuf::from(DEFAULT_DB_PATH));
+    assert!(c.export.token.is_none());
+    assert_eq!(c.export.timezone, chrono_tz::UTC);
+}
+
+#[test]
+fn unknown_key_names_file_line_table_and_key() {
+    let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n")
+        .unwrap_err()
+        .0;
+    assert!(e.starts_with("test.toml: line 3 in [server]:"), "{e}");
+    assert!(e.contains("`listn`"), "{e}");
+    assert!(e.contains("remove that key"), "{e}");
+}
+
+#[test]
+fn numbers_are_validated() {
+    let base = format!("{MIN}[[numbers]]\nnumber = \"+18005551212\"\nuser = \"a\"\n");
+    assert!(parse(&base).is_ok());
+    let e = parse(&format!(
+        "{MIN}[[numbers]]\nnumber = \"8005551212\"\nuser = \"a\"\n"
+    ))
+    .unwrap_err()
+    .0;
+    assert!(e.contains("not E.164") && e.contains("`number`"), "{e}");
+    let e = parse(&format!(
+        "{base}[[numbers]]\nnumber = \"+18005551212\"\nuser = \"b\"\n"
+    ))
+    .unwrap_err()
+    .0;
+    assert!(e.contains("listed twice"), "{e}");
+    let e = parse(&format!("{base}forward_to = \"555\"\n"))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("`forward_to`"), "{e}");
+    let e = parse(&format!("{MIN}[[numbers]]\nnumber = \"+18005551212\"\n"))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("no `user`"), "{e}");
+}
+
+#[test]
+fn e164() {
+    assert!(is_e164("+18005551212"));
+    assert!(is_e164("+442071838750"));
+    assert!(!is_e164("18005551212"));
+    assert!(!is_e164("+0800"));
+    assert!(!is_e164("+1 800 555"));
+    assert!(!is_e164("+1234567890123456"));
+    assert!(!is_e164("+"));
+}
+
+#[test]
+fn secrets_rules() {
+    let e = parse("[twilio]\nauth_token = \"\"\n").unwrap_err().0;
+    assert!(e.contains("`auth_token` is empty"), "{e}");
+    let e = parse("").unwrap_err().0;
+    assert!(e.contains("no auth token"), "{e}");
+    let e = parse("[twilio]\nauth_token = \"a\"\nauth_token_file = \"/x\"\n")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("both"), "{e}");
+    let e = parse("[twilio]\nauth_token_file = \"/nonexistent/tok\"\n")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("cannot be read"), "{e}");
+    let e = parse(&format!("{MIN}[export]\ntoken = \" \"\n"))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("[export] `token` is empty"), "{e}");
+}
+
+#[test]
+fn env_token_wins_and_empty_env_is_an_error() {
+    let env = Env {
+        twilio_auth_token: Some("fromenv".into()),
+        ..Env::default()
+    };
+    let c = Config::parse(MIN, "t", Path::new("."), &env).unwrap();
+    assert_eq!(c.auth_tokens[0].expose(), "fromenv");
+    let env = Env {
+        twilio_auth_token: Some("".into()),
+        ..Env::default()
+    };
+    assert!(Config::parse(MIN, "t", Path::new("."), &env).is_err());
+}
+
+#[test]
+fn public_url_forms() {
+    assert_eq!(
+        validate_public_url("https://a.example.com/").unwrap(),
+        "https://a.example.com"
+    );
+    assert_eq!(
+        validate_public_url("http://a:8080/pre/fix").unwrap(),
+        "http://a:8080/pre/fix"
+    );
+    assert!(validate_public_url("https://[::1]:8443").is_ok());
+    assert!(validate_public_url("ftp://a").is_err());
+    assert!(validate_public_url("https://").is_err());
+    assert!(validate_public_url("https://a?x=1").is_err());
+    assert!(validate_public_url("https://u:p@a").is_err());
+    assert!(validate_public_url("https://a:99999").is_err());
+    assert!(validate_public_url("https://a b").is_err());
+}
+
+#[test]
+fn bad_listen_and_timezone() {
+    let e = parse(&format!("{MIN}[server]\nlisten = \"localhost\"\n"))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("`listen`"), "{e}");
+    let e = parse(&format!("{MIN}[export]\ntimezone = \"Mars/Base\"\n"))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("`timezone`"), "{e}");
+}
+
+#[test]
+fn relative_storage_resolves_against_config_folder() {
+    let c = parse(&format!("{MIN}[storage]\npath = \"calls.db\"\n")).unwrap();
+    assert_eq!(c.storage_path, PathBuf::from("/etc/ct/calls.db"));
+}
+
+#[test]
+fn summary_has_no_secret() {
+    let c = parse("[twilio]\nauth_token = \"supersecret1\"\n[export]\ntoken = \"supersecret2\"\n")
+        .unwrap();
+    let s = c.summary();
+    assert!(!s.contains("supersecret"), "{s}");
+    assert!(!format!("{c:?}").contains("supersecret"));
+}

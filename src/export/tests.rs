@@ -1,0 +1,107 @@
+//! Unit tests for `export`.
+
+use super::*;
+
+#[test]
+fn cells_are_neutralised_but_phones_kept() {
+    assert_eq!(safe_cell("+14155550100"), "+14155550100");
+    assert_eq!(safe_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+    assert_eq!(safe_cell("+1 415"), "'+1 415");
+    assert_eq!(safe_cell("+"), "'+");
+    assert_eq!(safe_cell("-2+3"), "'-2+3");
+    assert_eq!(safe_cell("@SUM(A1)"), "'@SUM(A1)");
+    assert_eq!(safe_cell("\tx"), "'\tx");
+    assert_eq!(safe_cell("\rx"), "'\rx");
+    assert_eq!(safe_cell("JOHN SMITH"), "JOHN SMITH");
+    assert_eq!(safe_cell(""), "");
+}
+
+#[test]
+fn bounds() {
+    let ny: Tz = "America/New_York".parse().unwrap();
+    assert_eq!(
+        parse_bound("from", "2026-01-01", chrono_tz::UTC).unwrap(),
+        1767225600
+    );
+    assert_eq!(
+        parse_bound("from", "2026-01-01", ny).unwrap(),
+        1767225600 + 5 * 3600
+    );
+    assert_eq!(
+        parse_bound("from", "2026-01-01T00:00:00Z", ny).unwrap(),
+        1767225600
+    );
+    assert!(parse_bound("from", "2026-13-01", ny).is_err());
+    assert!(parse_bound("from", "yesterday", ny).is_err());
+    assert!(parse_bound("from", "2026-1-1", ny).is_err());
+}
+
+#[test]
+fn filters_are_strict() {
+    let p = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert!(Filters::from_pairs(&p(&[("qualifed", "true")]), chrono_tz::UTC).is_err());
+    assert!(Filters::from_pairs(&p(&[("qualified", "yes")]), chrono_tz::UTC).is_err());
+    assert!(Filters::from_pairs(&p(&[("user", "a"), ("user", "b")]), chrono_tz::UTC).is_err());
+    let f =
+        Filters::from_pairs(&p(&[("user", "a"), ("qualified", "false")]), chrono_tz::UTC).unwrap();
+    assert_eq!((f.user.as_deref(), f.qualified), (Some("a"), Some(false)));
+}
+
+#[test]
+fn share_links_verify_and_refuse_edits() {
+    let t = Secret::new("tok".into());
+    let scope = vec![("user".to_string(), "acme".to_string())];
+    let q = share_query(&t, Format::Csv, &scope, 2000);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&q).unwrap();
+    let f = verify_share(&t, Format::Csv, &pairs, 1000, chrono_tz::UTC).unwrap();
+    assert_eq!(f.user.as_deref(), Some("acme"));
+    // expired
+    assert_eq!(
+        verify_share(&t, Format::Csv, &pairs, 2000, chrono_tz::UTC)
+            .unwrap_err()
+            .0,
+        403
+    );
+    // other format, other token
+    assert!(verify_share(&t, Format::Xlsx, &pairs, 1000, chrono_tz::UTC).is_err());
+    assert!(
+        verify_share(
+            &Secret::new("new".into()),
+            Format::Csv,
+            &pairs,
+            1000,
+            chrono_tz::UTC
+        )
+        .is_err()
+    );
+    // edited user, added scope, extended expiry
+    for (k, v) in [
+        ("user", "other"),
+        ("source", "x"),
+        ("expires", "9999999999"),
+    ] {
+        let mut edited: Vec<(String, String)> =
+            pairs.iter().filter(|(a, _)| a != k).cloned().collect();
+        edited.push((k.into(), v.into()));
+        assert_eq!(
+            verify_share(&t, Format::Csv, &edited, 1000, chrono_tz::UTC)
+                .unwrap_err()
+                .0,
+            403,
+            "{k}"
+        );
+    }
+    // from/to narrow
+    let mut narrowed = pairs.clone();
+    narrowed.push(("from".into(), "2026-01-01".into()));
+    assert!(
+        verify_share(&t, Format::Csv, &narrowed, 1000, chrono_tz::UTC)
+            .unwrap()
+            .from
+            .is_some()
+    );
+}
