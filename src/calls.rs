@@ -184,7 +184,7 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
 
     let mut started_at = evs
         .iter()
-        .map(|e| e.time())
+        .map(|e| e.start_bound())
         .min()
         .unwrap_or(first.received_at);
     if let (Some(end), Some(d)) = (ended_at, final_ev.and_then(|e| e.facts.call_duration)) {

@@ -245,3 +245,11 @@ fn decided_values_survive_rule_changes() {
         ("old", Some(true), Some(10))
     );
 }
+
+#[test]
+fn an_incoming_request_counts_at_its_receipt_not_a_timestamp_it_carries() {
+    let mut e = incoming(1, T0 + 100, Answer::Dial);
+    e.facts.timestamp = Some(T0);
+    let c = derive(&[e], &rules(), None).unwrap();
+    assert_eq!(c.started_at, T0 + 100);
+}
