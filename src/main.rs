@@ -32,14 +32,9 @@ impl ConfigArg {
     }
 }
 
+/// Which calls: the filters `export` and `share-link` have in common.
 #[derive(Args, Clone)]
-struct Filter {
-    /// Only calls that started at or after this date (YYYY-MM-DD, in export.timezone) or RFC 3339 time
-    #[arg(long, value_name = "D")]
-    from: Option<String>,
-    /// Only calls that started before this date or time (exclusive)
-    #[arg(long, value_name = "D")]
-    to: Option<String>,
+struct Scope {
     /// Only this user's calls
     #[arg(long, value_name = "U")]
     user: Option<String>,
@@ -51,14 +46,26 @@ struct Filter {
     qualified: Option<String>,
 }
 
+#[derive(Args, Clone)]
+struct Filter {
+    /// Only calls that started at or after this date (YYYY-MM-DD, in export.timezone) or RFC 3339 time
+    #[arg(long, value_name = "D")]
+    from: Option<String>,
+    /// Only calls that started before this date or time (exclusive)
+    #[arg(long, value_name = "D")]
+    to: Option<String>,
+    #[command(flatten)]
+    scope: Scope,
+}
+
 impl From<&Filter> for FilterArgs {
     fn from(f: &Filter) -> Self {
         FilterArgs {
             from: f.from.clone(),
             to: f.to.clone(),
-            user: f.user.clone(),
-            source: f.source.clone(),
-            qualified: f.qualified.clone(),
+            user: f.scope.user.clone(),
+            source: f.scope.source.clone(),
+            qualified: f.scope.qualified.clone(),
         }
     }
 }
@@ -102,15 +109,8 @@ enum Command {
     ShareLink {
         #[command(flatten)]
         config: ConfigArg,
-        /// Only this user's calls
-        #[arg(long, value_name = "U")]
-        user: Option<String>,
-        /// Only calls from this marketing source
-        #[arg(long, value_name = "S")]
-        source: Option<String>,
-        /// Only qualified (true) or unqualified (false) calls
-        #[arg(long, value_name = "true|false")]
-        qualified: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
         /// csv or xlsx
         #[arg(long, value_name = "csv|xlsx", default_value = "csv")]
         format: String,
@@ -168,16 +168,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
         ),
         Command::ShareLink {
             config,
-            user,
-            source,
-            qualified,
+            scope,
             format,
             days,
         } => {
             let f = FilterArgs {
-                user,
-                source,
-                qualified,
+                user: scope.user,
+                source: scope.source,
+                qualified: scope.qualified,
                 ..FilterArgs::default()
             };
             let url = commands::share_link(&config.path(), &f, Some(&format), Some(days))?;

@@ -118,23 +118,26 @@ struct Accepted {
 /// Everything up to storage: size, type, syntax, signature, `CallSid`, the TwiML.
 fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     let received_ms = now_ms();
-    // Size before anything is read.
-    if req
-        .content_length()
-        .is_some_and(|n| n as u64 > app.max_body_bytes)
-    {
+    // Size before anything is read (from Content-Length; a chunked body is counted
+    // while it is read below).
+    let too_large = || {
         log::warn!(
-            "webhook: body of {} bytes is over max_body_bytes ({}): 413",
-            req.content_length().unwrap_or(0),
+            "webhook: body over max_body_bytes ({}): 413",
             app.max_body_bytes
         );
-        return Err(reject(
+        reject(
             app,
             413,
             MetricOutcome::BadRequest,
             "request body too large",
         )
-        .with_header("Connection", "close"));
+        .with_header("Connection", "close")
+    };
+    if req
+        .content_length()
+        .is_some_and(|n| n as u64 > app.max_body_bytes)
+    {
+        return Err(too_large());
     }
     let content_type = req.header("Content-Type").unwrap_or("").to_owned();
     let Some(body_type) = BodyType::from_content_type(Some(&content_type)) else {
@@ -148,19 +151,7 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     };
     let body = match req.read_body(app.max_body_bytes) {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => {
-            log::warn!(
-                "webhook: body over max_body_bytes ({}): 413",
-                app.max_body_bytes
-            );
-            return Err(reject(
-                app,
-                413,
-                MetricOutcome::BadRequest,
-                "request body too large",
-            )
-            .with_header("Connection", "close"));
-        }
+        Err(BodyError::TooLarge) => return Err(too_large()),
         Err(BodyError::Io(e)) => {
             log::warn!("webhook: could not read the request body ({e}): 400");
             return Err(reject(

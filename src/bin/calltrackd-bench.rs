@@ -369,27 +369,40 @@ impl Drop for Daemon {
     }
 }
 
+/// Writes a config file readable by its owner only (it holds a token).
+fn write_config(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())
+}
+
 fn start_daemon(workers: usize, token: &str) -> Result<Daemon, String> {
     let dir = std::env::temp_dir().join(format!("calltrackd-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cfg = dir.join("config.toml");
-    std::fs::write(
+    write_config(
         &cfg,
-        format!(
+        &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"{token}\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"bench\"\nforward_to = \"+15558675309\"\n"
         ),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
+    let (child, addr) = spawn_daemon(&cfg)?;
+    Ok(Daemon { child, addr, dir })
+}
+
+/// Starts `calltrackd serve --config cfg` (log to our stderr, warnings only) and
+/// waits until it listens.
+fn spawn_daemon(cfg: &Path) -> Result<(Child, SocketAddr), String> {
     let mut child = Command::new(sibling_binary()?)
         .args(["serve", "--config"])
-        .arg(&cfg)
+        .arg(cfg)
         .env("CALLTRACKD_LOG", "warn")
         .env_remove("TWILIO_AUTH_TOKEN")
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    // At warn level the "listening" line is not printed; find the port in /proc.
     let stderr = child.stderr.take();
     std::thread::spawn(move || {
         if let Some(s) = stderr {
@@ -398,18 +411,18 @@ fn start_daemon(workers: usize, token: &str) -> Result<Daemon, String> {
             }
         }
     });
-    let pid = child.id();
+    // At warn level the "listening" line is not printed; find the port in /proc.
     let start = Instant::now();
-    let addr = loop {
-        if let Some(a) = listening_port(pid) {
-            break a;
+    loop {
+        if let Some(a) = listening_port(child.id()) {
+            return Ok((child, a));
         }
         if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
             return Err("calltrackd did not start listening".into());
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Daemon { child, addr, dir })
+    }
 }
 
 /// The loopback TCP port a process listens on, from /proc (no log parsing needed).
@@ -510,11 +523,10 @@ fn export(o: &Opts) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let db = dir.join("calls.db");
     let cfg = dir.join("config.toml");
-    std::fs::write(
+    write_config(
         &cfg,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"t\"\n[export]\ntoken = \"bench-export\"\ntimezone = \"America/Chicago\"\n",
-    )
-    .map_err(|e| e.to_string())?;
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"t\"\n[export]\ntoken = \"bench-export\"\ntimezone = \"America/Chicago\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"acme-plumbing\"\n",
+    )?;
     println!("export: seeding {rows} calls ...");
     {
         let c = calltrackd::storage::open_writer(&db).map_err(|e| e.to_string())?;
@@ -565,24 +577,8 @@ fn export(o: &Opts) -> Result<(), String> {
     );
 
     // Over HTTP: the daemon's peak RSS while streaming all rows.
-    let mut child = Command::new(&bin)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .env("CALLTRACKD_LOG", "warn")
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let (mut child, addr) = spawn_daemon(&cfg)?;
     let pid = child.id();
-    let start = Instant::now();
-    let addr = loop {
-        if let Some(a) = listening_port(pid) {
-            break a;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            return Err("calltrackd did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
     let before = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
     let t = Instant::now();
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
