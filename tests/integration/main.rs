@@ -7,5 +7,6 @@ mod cli;
 mod export;
 mod properties;
 mod resilience;
+mod systemd;
 mod vectors;
 mod webhook;

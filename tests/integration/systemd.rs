@@ -1,0 +1,97 @@
+//! Running under systemd: credentials, state directory, sd_notify, watchdog, journald.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn credentials_state_directory_notify_and_watchdog() {
+    // A config with no token and no storage path, as the packaged one.
+    let env = Env::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[numbers]]\nnumber = \"{TRACKING}\"\nuser = \"acme-plumbing\"\nforward_to = \"{SHOP}\"\n"
+    ));
+    let creds = env.dir.path().join("creds");
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(creds.join("twilio-auth-token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(creds.join("export-token"), EXPORT_TOKEN).unwrap();
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+
+    let d = Daemon::start(
+        &env,
+        vec![
+            ("CREDENTIALS_DIRECTORY", creds.display().to_string()),
+            ("STATE_DIRECTORY", state.display().to_string()),
+            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("WATCHDOG_USEC", "400000".into()),
+            ("JOURNAL_STREAM", "8:12345".into()),
+        ],
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // The watchdog pings only after its own GET /healthz got an answer.
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"WATCHDOG=1");
+
+    // The token from $CREDENTIALS_DIRECTORY verifies signatures; the database is in
+    // $STATE_DIRECTORY; the export token works too.
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAsd1", TRACKING))).status,
+        200
+    );
+    assert!(call_row(&state.join("calls.db"), "CAsd1").is_some());
+    assert_eq!(get(d.addr, "/calls.csv", &bearer()).status, 200);
+
+    // journald adds its own timestamps: lines start with the level.
+    let log = d.log_text();
+    assert!(log.lines().all(|l| l.starts_with('[')), "{log}");
+
+    d.signal(libc::SIGTERM);
+    let mut msgs = Vec::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if msgs.last().map(String::as_str) == Some("STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(
+        msgs.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{msgs:?}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_panicking_handler_gets_500_and_the_worker_lives_on() {
+    use calltrackd::http::{Response, Server};
+    use std::sync::Arc;
+    let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr();
+    let running = server
+        .run(
+            "t",
+            1, // one worker: the same thread must serve the next request
+            Arc::new(|req: &mut calltrackd::http::Request| {
+                if req.path() == "/panic" {
+                    panic!("boom");
+                }
+                Some(Response::text(200, "fine\n"))
+            }),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+    let r = get(addr, "/panic", &[]);
+    assert_eq!(r.status, 500);
+    for _ in 0..3 {
+        let r = get(addr, "/ok", &[]);
+        assert_eq!((r.status, r.text().as_str()), (200, "fine\n"));
+    }
+    running.stop();
+}
