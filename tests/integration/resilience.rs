@@ -82,21 +82,11 @@ fn kill_9_under_load_loses_no_acknowledged_call() {
         all_acked.extend(acked);
         // Restart on the same file: every acknowledged call is there, and the file is sound.
         let d = env.start();
-        let c = rusqlite::Connection::open(env.db()).unwrap();
-        let check: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
-        let mut stmt = c
-            .prepare("SELECT count(*) FROM calls WHERE call_sid = ?1")
-            .unwrap();
-        for sid in &all_acked {
-            let n: i64 = stmt.query_row([sid], |r| r.get(0)).unwrap();
-            assert_eq!(
-                n, 1,
-                "acknowledged call {sid} lost after kill -9 (cycle {cycle})"
-            );
-        }
+        assert_sound_with(
+            &env.db(),
+            &all_acked,
+            &format!("after kill -9, cycle {cycle}"),
+        );
         drop(d);
     }
 }
@@ -127,17 +117,7 @@ fn sigterm_and_sigint_drain_in_flight_requests_and_exit_0() {
         assert!(d.log_text().contains("stopped cleanly"));
         // Closed cleanly: no WAL left behind.
         assert!(!env.dir.path().join("calls.db-wal").exists());
-        let c = rusqlite::Connection::open(env.db()).unwrap();
-        for sid in &acked {
-            let n: i64 = c
-                .query_row(
-                    "SELECT count(*) FROM calls WHERE call_sid = ?1",
-                    [sid],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert_eq!(n, 1, "acknowledged {sid} must be stored");
-        }
+        assert_sound_with(&env.db(), &acked, &format!("after signal {sig}"));
     }
 }
 

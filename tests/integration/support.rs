@@ -506,6 +506,25 @@ pub fn call_row(db: &Path, sid: &str) -> Option<CallRow> {
     .ok()
 }
 
+/// The file passes `PRAGMA integrity_check` and holds each of `sids` exactly once.
+pub fn assert_sound_with(db: &Path, sids: &[String], what: &str) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok", "{what}");
+    let mut stmt = c
+        .prepare("SELECT count(*) FROM calls WHERE call_sid = ?1")
+        .unwrap();
+    for sid in sids {
+        let n: i64 = stmt.query_row([sid], |r| r.get(0)).unwrap();
+        assert_eq!(
+            n, 1,
+            "{what}: acknowledged call {sid} is not stored exactly once"
+        );
+    }
+}
+
 pub fn count(db: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open(db).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
