@@ -37,7 +37,11 @@ if [ "$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null && command -v de
     dpkg -i "$deb" >/dev/null
     id calltrackd >/dev/null || { echo "FAIL: no calltrackd user" >&2; exit 1; }
     calltrackd --version
-    calltrackd check-config --config /etc/calltrackd/config.toml >/dev/null
+    # check-config needs the token, read as systemd's LoadCredential hands it over.
+    install -m 600 /dev/null /etc/calltrackd/twilio-auth-token
+    echo test-token > /etc/calltrackd/twilio-auth-token
+    CREDENTIALS_DIRECTORY=/etc/calltrackd calltrackd check-config --config /etc/calltrackd/config.toml >/dev/null
+    rm -f /etc/calltrackd/twilio-auth-token
     if [ -d /run/systemd/system ]; then
         systemctl is-active --quiet calltrackd && { echo "FAIL: started without a token" >&2; exit 1; }
     fi

@@ -52,7 +52,7 @@ fn print_warnings(cfg: &Config) {
 
 /// `check-config`: validate, print the summary (and the fallback TwiML).
 pub fn check_config(path: &Path, fallback_twiml: bool) -> Result<(), CliError> {
-    let cfg = Config::load_for(path, &Env::from_process(), Needs::CHECK)?;
+    let cfg = Config::load_for(path, &Env::from_process(), Needs::ALL)?;
     print_warnings(&cfg);
     if let Some(dir) = cfg.storage_path.parent()
         && !dir.as_os_str().is_empty()
@@ -124,7 +124,6 @@ pub fn sign(config: &Path, url: &str, params: &[String]) -> Result<String, CliEr
                 &env,
                 Needs {
                     auth_token: true,
-                    auth_token_required: true,
                     export_token: false,
                 },
             )?;
@@ -267,7 +266,6 @@ pub fn share_link(
         &Env::from_process(),
         Needs {
             auth_token: false,
-            auth_token_required: false,
             export_token: true,
         },
     )?;

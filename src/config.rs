@@ -119,32 +119,21 @@ pub struct ExportConfig {
 /// operator can run `export` or `backup` without access to the token files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
-    /// Read the Twilio auth token (`serve`, `sign`, `check-config`).
+    /// The Twilio auth token (`serve`, `check-config`, `sign`).
     pub auth_token: bool,
-    /// Fail when there is none (`serve`, `sign`); `check-config` run from a shell cannot
-    /// see the token systemd hands the service, so it only reports it missing.
-    pub auth_token_required: bool,
-    /// Read the export token (`serve`, `share-link`, `check-config`).
+    /// The export token (`serve`, `check-config`, `share-link`).
     pub export_token: bool,
 }
 
 impl Needs {
-    /// Everything, all required (`serve`).
+    /// Everything (`serve`, `check-config`).
     pub const ALL: Needs = Needs {
         auth_token: true,
-        auth_token_required: true,
-        export_token: true,
-    };
-    /// Everything, the auth token optional (`check-config`).
-    pub const CHECK: Needs = Needs {
-        auth_token: true,
-        auth_token_required: false,
         export_token: true,
     };
     /// No secret (`export`, `backup`).
     pub const NONE: Needs = Needs {
         auth_token: false,
-        auth_token_required: false,
         export_token: false,
     };
 }
@@ -596,23 +585,13 @@ impl Config {
                     None => ld.credential("twilio-auth-token")?,
                 },
             };
-            match found {
-                Some((primary, from)) => {
-                    origin = from;
-                    auth_tokens.push(primary);
-                }
-                None if needs.auth_token_required => {
-                    return Err(ld.err(
-                        "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token) to the Auth Token from the Twilio console",
-                    ));
-                }
-                None => {
-                    origin = "none found here (`serve` needs one: from the config, $TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token)".to_owned();
-                    ld.warnings.push(format!(
-                        "{file}: no auth token in the file or the environment; `calltrackd serve` needs one (the packaged systemd unit hands it over from /etc/calltrackd/twilio-auth-token)"
-                    ));
-                }
-            }
+            let Some((primary, from)) = found else {
+                return Err(ld.err(
+                    "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token) to the Auth Token from the Twilio console",
+                ));
+            };
+            origin = from;
+            auth_tokens.push(primary);
             let previous = match previous {
                 Some((tok, _)) => Some(tok),
                 None => ld.credential("twilio-previous-auth-token")?.map(|(t, _)| t),

@@ -83,15 +83,24 @@ fn config_errors_exit_2_naming_file_and_key() {
     let o = env.run(&["check-config", "--config", env.config().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("auth_token_file"));
-    // No token at all: `serve` refuses; `check-config` (run from a shell, where the
-    // token systemd hands the service is not visible) warns.
+    // No token at all: both refuse.
     let env = Env::new("[twilio]\n");
-    let o = env.run(&["serve", "--config", env.config().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("no auth token"));
-    let o = env.run(&["check-config", "--config", env.config().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0));
-    assert!(text(&o).1.contains("no auth token"));
+    for cmd in ["serve", "check-config"] {
+        let o = env.run(&[cmd, "--config", env.config().to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        assert!(text(&o).1.contains("no auth token"), "{cmd}");
+    }
+    // The packaged layout: the token in /etc/calltrackd/twilio-auth-token, found by
+    // pointing $CREDENTIALS_DIRECTORY at that folder, as systemd's LoadCredential does.
+    std::fs::write(env.dir.path().join("twilio-auth-token"), "tok\n").unwrap();
+    let o = Command::new(bin())
+        .args(["check-config", "--config", env.config().to_str().unwrap()])
+        .env("CREDENTIALS_DIRECTORY", env.dir.path())
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    assert!(text(&o).0.contains("systemd credential twilio-auth-token"));
     // No such config file.
     let o = env.run(&["check-config", "--config", "/nonexistent/calltrackd.toml"]);
     assert_eq!(o.status.code(), Some(2));
