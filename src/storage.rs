@@ -575,9 +575,16 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
         },
         hash.to_vec(),
     ));
+    // A call row exists only once a request of the call itself (not a dial leg) was
+    // stored; before that there is nothing to look up.
+    let had_row = events[..events.len() - 1]
+        .iter()
+        .any(|(e, _)| !e.facts.is_child_leg());
     let events: Vec<calls::Event> = events.into_iter().map(|(e, _)| e).collect();
-    let decided: Option<Decided> = conn
-        .prepare_cached("SELECT user, source, min_duration_seconds FROM calls WHERE call_sid = ?1")?
+    let decided: Option<Decided> = if had_row {
+        conn.prepare_cached(
+            "SELECT user, source, min_duration_seconds FROM calls WHERE call_sid = ?1",
+        )?
         .query_row([sid], |r| {
             Ok(Decided {
                 user: r.get(0)?,
@@ -585,7 +592,10 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
                 min_duration_seconds: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
             })
         })
-        .optional()?;
+        .optional()?
+    } else {
+        None
+    };
     let new_call = decided.is_none();
     let Some(call) = calls::derive(&events, rules, decided.as_ref()) else {
         return Ok(Outcome::ChildLeg);
