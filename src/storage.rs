@@ -198,12 +198,6 @@ pub trait BatchObserver: Send + Sync {
     fn batch(&self, size: usize, elapsed: Duration, ok: bool);
 }
 
-/// Observer that ignores everything.
-pub struct NoObserver;
-impl BatchObserver for NoObserver {
-    fn batch(&self, _: usize, _: Duration, _: bool) {}
-}
-
 /// Opens a connection with the pragmas every connection needs.
 fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StorageError> {
     let conn = Connection::open_with_flags(path, flags)
@@ -343,20 +337,6 @@ impl Store {
         {
             done(Err(StorageError("the writer thread has stopped".into())));
         }
-    }
-
-    /// Stores a request durably; returns once its batch is committed (or failed).
-    pub fn submit(&self, ev: NewEvent) -> Result<Outcome, StorageError> {
-        let (reply_tx, reply_rx) = sync_channel(1);
-        self.submit_async(
-            ev,
-            Box::new(move |r| {
-                let _ = reply_tx.send(r);
-            }),
-        );
-        reply_rx
-            .recv()
-            .map_err(|_| StorageError("the writer thread stopped before answering".into()))?
     }
 
     /// Whether the database can take writes right now.

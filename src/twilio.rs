@@ -31,25 +31,6 @@ impl Params {
     pub fn get_nonempty(&self, name: &str) -> Option<&str> {
         self.get(name).filter(|v| !v.is_empty())
     }
-
-    /// The parameters as a JSON object (a repeated name becomes an array), for storage.
-    pub fn to_json(&self) -> String {
-        let mut map = serde_json::Map::new();
-        for (k, v) in &self.0 {
-            match map.get_mut(k) {
-                None => {
-                    map.insert(k.clone(), serde_json::Value::String(v.clone()));
-                }
-                Some(serde_json::Value::Array(a)) => a.push(serde_json::Value::String(v.clone())),
-                Some(existing) => {
-                    let first = existing.take();
-                    *existing =
-                        serde_json::Value::Array(vec![first, serde_json::Value::String(v.clone())]);
-                }
-            }
-        }
-        serde_json::Value::Object(map).to_string()
-    }
 }
 
 /// The body types calltrackd accepts.
