@@ -3,7 +3,9 @@ The HTTP layer: the only module that knows tiny_http, so replacing it stays chea
 
 A fixed pool of `workers` threads shares one tiny_http server (`recv()` from several
 threads is supported). Each request goes to a plain handler `Fn(&mut Request) ->
-Response`; a panic in it becomes a `500` and the worker lives on. Bodies up to the
+Option<Response>`; a panic in it becomes a `500` and the worker lives on. A handler may
+[`Request::defer`] its answer to another thread (the webhook answers after the durable
+commit) and return `None`. Bodies up to the
 configured limit are read by tiny_http's per-connection thread before a worker sees the
 request (our patched copy, see `vendor/tiny_http/PATCHES.md`), so clients that stall
 mid-request never occupy a worker; larger bodies are refused by their `Content-Length`

@@ -2,12 +2,14 @@
 Storage: the SQLite file, its schema, and the one writer thread. This is where a row is
 written.
 
-Workers verify and parse requests in parallel, then hand each one to the writer thread
-through a channel. The writer takes whatever has queued up, applies it inside one
-`BEGIN IMMEDIATE` transaction (each request in its own savepoint), commits once (one
-fsync per batch with `synchronous=FULL`), and only then answers every request of the
-batch. A request is never acknowledged before its batch is durable; a failed commit
-answers every request in it with an error and stores none of it. After any failure the
+Workers verify and parse requests in parallel, then hand each one (with a callback
+that sends its HTTP answer) to the writer thread through a channel, and move on. The
+writer takes whatever has queued up, applies it inside one `BEGIN IMMEDIATE`
+transaction, commits once (one fsync per batch with `synchronous=FULL`), and only then
+passes the results to the responder thread, which runs the callbacks. A request is never
+acknowledged before its batch is durable; a failed commit answers every request in it
+with an error and stores none of it (a request that fails alone is retried in its own
+savepoint so that its batch-mates still commit). After any failure the
 writer reopens its connection, so a database made writable again (space freed,
 permissions fixed) recovers by itself.
 
