@@ -3,7 +3,7 @@ The call rules: where a call's state is decided.
 
 A call row is a pure function of the distinct requests stored for its `CallSid` (and the
 rules in force), so the order, number and repetition of Twilio's requests cannot change
-the result: [`derive`] is re-run over all of a call's events whenever one arrives. The
+the result: [`derive()`] is re-run over all of a call's events whenever one arrives. The
 contract's rules, in one place:
 
 - tracking number `To` (inbound) or `From` (outbound); `caller` the other side;

@@ -8,7 +8,7 @@ per call ([`storage`], [`calls`]), and hands the calls out as CSV or XLSX ([`exp
 
 Where things happen:
 - a callback is verified in [`routes`] (the webhook handler, with [`signature::verify`]);
-- a call's state is decided in [`calls::derive`];
+- a call's state is decided in [`calls::derive()`];
 - a row is written in [`storage`] (the single writer thread, group commit).
 */
 

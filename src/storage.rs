@@ -14,7 +14,7 @@ writer reopens its connection, so a database made writable again (space freed,
 permissions fixed) recovers by itself.
 
 Each request is stored verbatim in `events`; the `calls` row of its `CallSid` is then
-re-derived from all of that call's distinct events by [`crate::calls::derive`].
+re-derived from all of that call's distinct events by [`crate::calls::derive()`].
 Duplicates (same path, query and parameters) are stored as events marked
 `duplicate_of` and change nothing else.
 */
@@ -32,7 +32,7 @@ use crate::calls::{self, Call, Decided};
 use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind, Params};
 
-/// The schema version this binary writes. Bump it with a new entry in [`MIGRATIONS`].
+/// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
