@@ -21,7 +21,7 @@ changes the rules applies to calls decided from then on.
 */
 
 use crate::config::Rules;
-use crate::twilio::{Answer, Facts, Kind, is_final_status};
+use crate::twilio::{Answer, Facts, Kind, is_final_status, is_outbound_direction};
 
 /// One stored request, as the rules see it.
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Opt
     let first = evs.first()?;
 
     let direction = first_nonempty(&evs, |f| &f.direction);
-    let outbound = direction.starts_with("outbound");
+    let outbound = is_outbound_direction(&direction);
     let pick = |inbound: fn(&Facts) -> &str, outbound_f: fn(&Facts) -> &str| {
         first_nonempty(&evs, if outbound { outbound_f } else { inbound })
     };

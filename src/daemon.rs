@@ -54,11 +54,9 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     };
 
     let (tx, rx) = channel::<Event>();
-    let fatal_tx = std::sync::Mutex::new(tx.clone());
+    let fatal_tx = tx.clone();
     let on_fatal: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |msg| {
-        if let Ok(tx) = fatal_tx.lock() {
-            let _ = tx.send(Event::Fatal(msg));
-        }
+        let _ = fatal_tx.send(Event::Fatal(msg));
     });
 
     let app = Arc::new(App {

@@ -188,14 +188,6 @@ impl Response {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
-
-    /// The first header of that name, if any.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// Process-wide limits for every listener: bodies up to `max_body` bytes are read

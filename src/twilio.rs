@@ -172,6 +172,11 @@ impl Kind {
     }
 }
 
+/// Whether a `Direction` means the call was placed from the tracking number.
+pub fn is_outbound_direction(direction: &str) -> bool {
+    direction.starts_with("outbound")
+}
+
 /// Whether a `CallStatus` is final (the call is over).
 pub fn is_final_status(s: &str) -> bool {
     matches!(
@@ -271,7 +276,7 @@ impl Facts {
 
     /// Whether the call was placed from the tracking number (`outbound-api` etc.).
     pub fn is_outbound(&self) -> bool {
-        self.direction.starts_with("outbound")
+        is_outbound_direction(&self.direction)
     }
 
     /// The tracking number: `To` inbound, `From` outbound.

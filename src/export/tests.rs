@@ -95,6 +95,15 @@ fn share_links_verify_and_refuse_edits() {
             "{k}"
         );
     }
+    // a scope filter given twice
+    let mut doubled = pairs.clone();
+    doubled.push(("user".into(), "acme".into()));
+    assert_eq!(
+        verify_share(&t, Format::Csv, &doubled, 1000, chrono_tz::UTC)
+            .unwrap_err()
+            .0,
+        403
+    );
     // from/to narrow
     let mut narrowed = pairs.clone();
     narrowed.push(("from".into(), "2026-01-01".into()));

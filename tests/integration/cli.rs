@@ -143,29 +143,24 @@ fn token_from_file_and_env_and_permission_warning() {
     assert!(!out.contains("inline-secret") && !err.contains("inline-secret"));
 }
 
+const COMMANDS: [&str; 6] = [
+    "serve",
+    "check-config",
+    "export",
+    "share-link",
+    "backup",
+    "sign",
+];
+
 #[test]
 fn help_and_version() {
     let o = Command::new(bin()).arg("--help").output().unwrap();
     let (out, _) = text(&o);
     assert_eq!(o.status.code(), Some(0));
-    for cmd in [
-        "serve",
-        "check-config",
-        "export",
-        "share-link",
-        "backup",
-        "sign",
-    ] {
+    for cmd in COMMANDS {
         assert!(out.contains(cmd), "{out}");
     }
-    for cmd in [
-        "serve",
-        "check-config",
-        "export",
-        "share-link",
-        "backup",
-        "sign",
-    ] {
+    for cmd in COMMANDS {
         let o = Command::new(bin())
             .args([cmd, "--help"])
             .env("TWILIO_AUTH_TOKEN", "secret-in-env")
