@@ -16,7 +16,7 @@ use crate::export;
 use crate::http::{BodyError, Method, Request, Response};
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
-use crate::storage::{NewEvent, Outcome, StorageError, Store, now_ms};
+use crate::storage::{self, NewEvent, Outcome, StorageError, Store, now_ms};
 use crate::twilio::{self, Answer, BodyType, EMPTY_TWIML, Facts, Kind};
 
 /// The webhook path Twilio posts to.
@@ -263,7 +263,7 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
         kind,
         answer,
         facts,
-        params,
+        content_sha256: storage::content_hash(req.url(), &params),
         method: "POST".into(),
         path: req.url().to_owned(),
         content_type,

@@ -127,8 +127,9 @@ pub struct NewEvent {
     pub answer: Answer,
     /// The facts the call rules use.
     pub facts: Facts,
-    /// All parameters.
-    pub params: Params,
+    /// What makes two requests the same request ([`content_hash`]), computed by the
+    /// worker so the single writer does not have to.
+    pub content_sha256: [u8; 32],
     /// HTTP method.
     pub method: String,
     /// Path and query as received.
@@ -141,22 +142,20 @@ pub struct NewEvent {
     pub idempotency_token: Option<String>,
 }
 
-impl NewEvent {
-    /// What makes two requests the same request: path, query and parameters.
-    fn content_hash(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.path.as_bytes());
-        h.update([0]);
-        let mut pairs: Vec<&(String, String)> = self.params.0.iter().collect();
-        pairs.sort();
-        for (k, v) in pairs {
-            h.update((k.len() as u64).to_le_bytes());
-            h.update(k.as_bytes());
-            h.update((v.len() as u64).to_le_bytes());
-            h.update(v.as_bytes());
-        }
-        h.finalize().into()
+/// What makes two requests the same request: path, query and parameters (in any order).
+pub fn content_hash(path: &str, params: &Params) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(path.as_bytes());
+    h.update([0]);
+    let mut pairs: Vec<&(String, String)> = params.0.iter().collect();
+    pairs.sort();
+    for (k, v) in pairs {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
     }
+    h.finalize().into()
 }
 
 /// What storing a request did.
@@ -533,7 +532,7 @@ fn apply_batch(
 /// Stores one request: one read of the call's earlier requests (which also tells a
 /// repeat), the event row, and the re-derived call row.
 fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome, StorageError> {
-    let hash = ev.content_hash();
+    let hash = ev.content_sha256;
     let sid = &ev.facts.call_sid;
     let mut events = load_events(conn, sid)?;
     let original = events
