@@ -17,6 +17,11 @@ Each request is stored verbatim in `events`; the `calls` row of its `CallSid` is
 re-derived from all of that call's distinct events by [`crate::calls::derive()`].
 Duplicates (same path, query and parameters) are stored as events marked
 `duplicate_of` and change nothing else.
+
+Rows are keyed by a call id, the id of the first event of the `CallSid` (table `sids`
+maps one to the other), not by the random `CallSid` itself: new events, calls and index
+entries land at the end of their B-trees, so a commit writes few pages, and only a
+call's first request touches a random place (its `sids` entry).
 */
 
 use std::path::{Path, PathBuf};
@@ -33,7 +38,7 @@ use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind, Params};
 
 /// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -91,6 +96,87 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX calls_by_start ON calls(started_at, call_sid);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    // 1 -> 2: calls and events keyed by a time-ordered call id (the id of the call's
+    // first event) instead of the random CallSid. A CallSid is looked up once per
+    // request in `sids`, the only randomly ordered index left; new rows of `calls`,
+    // `events` and their indexes land at the end of their B-trees, so a commit writes
+    // far fewer pages. Tables are rebuilt (SQLite cannot add a NOT NULL column).
+    "CREATE TABLE sids (
+        call_sid TEXT PRIMARY KEY,
+        call_id  INTEGER NOT NULL  -- id of the first event with this CallSid
+    ) WITHOUT ROWID;
+    INSERT INTO sids (call_sid, call_id) SELECT call_sid, min(id) FROM events GROUP BY call_sid;
+    CREATE TABLE events_v2 (
+        id                 INTEGER PRIMARY KEY,
+        call_id            INTEGER NOT NULL,  -- sids.call_id of call_sid
+        received_at        TEXT    NOT NULL,  -- RFC 3339 UTC, milliseconds
+        call_sid           TEXT    NOT NULL,
+        kind               TEXT    NOT NULL,  -- incoming | status | dial_action
+        answer             TEXT    NOT NULL,  -- dial | hangup | ack
+        duplicate_of       INTEGER REFERENCES events(id),
+        content_sha256     BLOB    NOT NULL,
+        idempotency_token  TEXT,
+        method             TEXT    NOT NULL,
+        path               TEXT    NOT NULL,  -- path and query exactly as received
+        content_type       TEXT    NOT NULL,
+        body               BLOB    NOT NULL,  -- the raw body, verbatim (all parameters)
+        direction          TEXT    NOT NULL,
+        from_number        TEXT    NOT NULL,
+        to_number          TEXT    NOT NULL,
+        call_status        TEXT,
+        sequence_number    INTEGER,
+        timestamp          INTEGER,           -- Twilio's Timestamp, Unix seconds
+        call_duration      INTEGER,
+        dial_call_status   TEXT,
+        dial_call_duration INTEGER,
+        caller_name        TEXT    NOT NULL,
+        from_city          TEXT    NOT NULL,
+        from_state         TEXT    NOT NULL,
+        to_city            TEXT    NOT NULL,
+        to_state           TEXT    NOT NULL,
+        received_unix      INTEGER NOT NULL
+    );
+    INSERT INTO events_v2 (id, call_id, received_at, call_sid, kind, answer, duplicate_of,
+        content_sha256, idempotency_token, method, path, content_type, body, direction,
+        from_number, to_number, call_status, sequence_number, timestamp, call_duration,
+        dial_call_status, dial_call_duration, caller_name, from_city, from_state, to_city,
+        to_state, received_unix)
+    SELECT e.id, s.call_id, e.received_at, e.call_sid, e.kind, e.answer, e.duplicate_of,
+        e.content_sha256, e.idempotency_token, e.method, e.path, e.content_type, e.body,
+        e.direction, e.from_number, e.to_number, e.call_status, e.sequence_number, e.timestamp,
+        e.call_duration, e.dial_call_status, e.dial_call_duration, e.caller_name, e.from_city,
+        e.from_state, e.to_city, e.to_state, e.received_unix
+    FROM events e JOIN sids s ON s.call_sid = e.call_sid ORDER BY e.id;
+    CREATE TABLE calls_v2 (
+        id                   INTEGER PRIMARY KEY,  -- sids.call_id of call_sid
+        call_sid             TEXT    NOT NULL,
+        user                 TEXT    NOT NULL,
+        tracking_number      TEXT    NOT NULL,
+        source               TEXT    NOT NULL,
+        caller               TEXT    NOT NULL,
+        caller_name          TEXT    NOT NULL,
+        caller_city          TEXT    NOT NULL,
+        caller_state         TEXT    NOT NULL,
+        direction            TEXT    NOT NULL,
+        status               TEXT    NOT NULL,
+        answered             INTEGER,         -- NULL until known
+        qualified            INTEGER,         -- NULL until known
+        duration_seconds     INTEGER,
+        talk_seconds         INTEGER,
+        started_at           INTEGER NOT NULL, -- Unix seconds
+        ended_at             INTEGER,
+        forwarded            INTEGER NOT NULL,
+        min_duration_seconds INTEGER,          -- threshold qualified was decided with
+        updated_at           TEXT    NOT NULL
+    );
+    INSERT INTO calls_v2 SELECT s.call_id, c.* FROM calls c JOIN sids s ON s.call_sid = c.call_sid
+        ORDER BY s.call_id;
+    DROP TABLE calls;
+    ALTER TABLE calls_v2 RENAME TO calls;
+    CREATE INDEX calls_by_start ON calls(started_at, call_sid);
+    DROP TABLE events;
+    ALTER TABLE events_v2 RENAME TO events;
+    CREATE INDEX events_by_call ON events(call_id, id);",
 ];
 
 /// How many queued requests one transaction takes at most.
@@ -254,19 +340,40 @@ fn check_version(version: i64, path: &Path) -> Result<(), StorageError> {
 }
 
 /// Applies the missing migrations in order, each in its own IMMEDIATE transaction.
+/// Rebuilding a table drops the table its foreign keys name for a moment, so, as SQLite
+/// documents for table rebuilds, enforcement is off meanwhile (it cannot change inside a
+/// transaction) and `foreign_key_check` must come back empty before each commit.
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StorageError> {
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    let result = migrate_steps(conn, path);
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    result
+}
+
+fn migrate_steps(conn: &Connection, path: &Path) -> Result<(), StorageError> {
     loop {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         check_version(version, path)?;
         if version == SCHEMA_VERSION {
             return Ok(());
         }
-        let sql = MIGRATIONS[version as usize];
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            version + 1
-        ))
-        .map_err(|e| {
+        let step = || -> Result<(), String> {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| e.to_string())?;
+            conn.execute_batch(MIGRATIONS[version as usize])
+                .map_err(|e| e.to_string())?;
+            let broken: i64 = conn
+                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| e.to_string())?;
+            if broken != 0 {
+                return Err(format!("{broken} rows break a foreign key"));
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {}; COMMIT;", version + 1))
+                .map_err(|e| e.to_string())
+        };
+        step().map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             StorageError(format!(
                 "cannot migrate database {} from schema {version} to {}: {e}",
@@ -529,20 +636,40 @@ fn apply_batch(
     Ok(outcomes)
 }
 
-/// Stores one request: one read of the call's earlier requests (which also tells a
-/// repeat), the event row, and the re-derived call row.
+/// Stores one request: the lookup of its CallSid, one read of the call's earlier
+/// requests (which also tells a repeat), the event row, and the re-derived call row.
 fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome, StorageError> {
     let hash = ev.content_sha256;
     let sid = &ev.facts.call_sid;
-    let mut events = load_events(conn, sid)?;
-    let original = events
-        .iter()
-        .find(|(_, h)| h[..] == hash[..])
-        .map(|(e, _)| e.id);
-    let id = insert_event(conn, ev, &hash, original)?;
-    if original.is_some() {
-        return Ok(Outcome::Duplicate);
-    }
+    let known: Option<i64> = conn
+        .prepare_cached("SELECT call_id FROM sids WHERE call_sid = ?1")?
+        .query_row([sid], |r| r.get(0))
+        .optional()?;
+    let (call_id, mut events, id) = match known {
+        Some(call_id) => {
+            let events = load_events(conn, call_id)?;
+            let original = events
+                .iter()
+                .find(|(_, h)| h[..] == hash[..])
+                .map(|(e, _)| e.id);
+            let id = insert_event(conn, ev, None, call_id, original)?;
+            if original.is_some() {
+                return Ok(Outcome::Duplicate);
+            }
+            (call_id, events, id)
+        }
+        None => {
+            // The first request of this CallSid: its event's id becomes the call id, so
+            // new calls sort by arrival and their rows land at the end of each B-tree.
+            let id: i64 = conn
+                .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM events")?
+                .query_row([], |r| r.get(0))?;
+            insert_event(conn, ev, Some(id), id, None)?;
+            conn.prepare_cached("INSERT INTO sids (call_sid, call_id) VALUES (?1, ?2)")?
+                .execute(params![sid, id])?;
+            (id, Vec::new(), id)
+        }
+    };
     if ev.facts.is_child_leg() {
         return Ok(Outcome::ChildLeg);
     }
@@ -563,17 +690,15 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
         .any(|(e, _)| !e.facts.is_child_leg());
     let events: Vec<calls::Event> = events.into_iter().map(|(e, _)| e).collect();
     let decided: Option<Decided> = if had_row {
-        conn.prepare_cached(
-            "SELECT user, source, min_duration_seconds FROM calls WHERE call_sid = ?1",
-        )?
-        .query_row([sid], |r| {
-            Ok(Decided {
-                user: r.get(0)?,
-                source: r.get(1)?,
-                min_duration_seconds: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+        conn.prepare_cached("SELECT user, source, min_duration_seconds FROM calls WHERE id = ?1")?
+            .query_row([call_id], |r| {
+                Ok(Decided {
+                    user: r.get(0)?,
+                    source: r.get(1)?,
+                    min_duration_seconds: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                })
             })
-        })
-        .optional()?
+            .optional()?
     } else {
         None
     };
@@ -581,35 +706,40 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
     let Some(call) = calls::derive(&events, rules, decided.as_ref()) else {
         return Ok(Outcome::ChildLeg);
     };
-    upsert_call(conn, &call)?;
+    upsert_call(conn, call_id, &call)?;
     Ok(Outcome::Stored {
         call: Box::new(call),
         new_call,
     })
 }
 
+/// Inserts the event row; `id` None lets SQLite choose it. Returns the id.
 fn insert_event(
     conn: &Connection,
     ev: &NewEvent,
-    hash: &[u8; 32],
+    id: Option<i64>,
+    call_id: i64,
     duplicate_of: Option<i64>,
 ) -> Result<i64, StorageError> {
     let f = &ev.facts;
     conn.prepare_cached(
-        "INSERT INTO events (received_at, call_sid, kind, answer, duplicate_of, content_sha256,
-            idempotency_token, method, path, content_type, body, direction, from_number,
-            to_number, call_status, sequence_number, timestamp, call_duration, dial_call_status,
-            dial_call_duration, caller_name, from_city, from_state, to_city, to_state, received_unix)
+        "INSERT INTO events (id, call_id, received_at, call_sid, kind, answer, duplicate_of,
+            content_sha256, idempotency_token, method, path, content_type, body, direction,
+            from_number, to_number, call_status, sequence_number, timestamp, call_duration,
+            dial_call_status, dial_call_duration, caller_name, from_city, from_state, to_city,
+            to_state, received_unix)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
     )?
     .execute(params![
+        id,
+        call_id,
         rfc3339_ms(ev.received_ms),
         f.call_sid,
         ev.kind.as_str(),
         ev.answer.as_str(),
         duplicate_of,
-        &hash[..],
+        &ev.content_sha256[..],
         ev.idempotency_token,
         ev.method,
         ev.path,
@@ -654,22 +784,22 @@ fn answer_from_str(s: &str) -> Answer {
 /// this SQLite build re-prepares the statement on every run; `derive` sorts by id.)
 fn load_events(
     conn: &Connection,
-    call_sid: &str,
+    call_id: i64,
 ) -> Result<Vec<(calls::Event, Vec<u8>)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
                 sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
-                caller_name, from_city, from_state, to_city, to_state, content_sha256
-         FROM events WHERE call_sid = ?1 AND duplicate_of IS NULL",
+                caller_name, from_city, from_state, to_city, to_state, content_sha256, call_sid
+         FROM events WHERE call_id = ?1 AND duplicate_of IS NULL",
     )?;
-    let rows = stmt.query_map([call_sid], |r| {
+    let rows = stmt.query_map([call_id], |r| {
         let event = calls::Event {
             id: r.get(0)?,
             received_at: r.get(1)?,
             kind: kind_from_str(&r.get::<_, String>(2)?),
             answer: answer_from_str(&r.get::<_, String>(3)?),
             facts: Facts {
-                call_sid: call_sid.to_owned(),
+                call_sid: r.get(19)?,
                 direction: r.get(4)?,
                 from: r.get(5)?,
                 to: r.get(6)?,
@@ -691,13 +821,14 @@ fn load_events(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn upsert_call(conn: &Connection, c: &Call) -> Result<(), StorageError> {
+fn upsert_call(conn: &Connection, call_id: i64, c: &Call) -> Result<(), StorageError> {
     conn.prepare_cached(
-        "INSERT INTO calls (call_sid, user, tracking_number, source, caller, caller_name,
+        "INSERT INTO calls (id, call_sid, user, tracking_number, source, caller, caller_name,
             caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
             talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
-         ON CONFLICT(call_sid) DO UPDATE SET
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20)
+         ON CONFLICT(id) DO UPDATE SET
             user = excluded.user, tracking_number = excluded.tracking_number,
             source = excluded.source, caller = excluded.caller, caller_name = excluded.caller_name,
             caller_city = excluded.caller_city, caller_state = excluded.caller_state,
@@ -709,6 +840,7 @@ fn upsert_call(conn: &Connection, c: &Call) -> Result<(), StorageError> {
             updated_at = excluded.updated_at",
     )?
     .execute(params![
+        call_id,
         c.call_sid,
         c.user,
         c.tracking_number,

@@ -14,6 +14,7 @@
 //!
 //! Run it from a release build: `cargo run --release --bin calltrackd-bench -- ingest`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -250,19 +251,20 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Option<u16> {
 fn verify_db(db: &Path, acknowledged: &[String]) -> Result<(), String> {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| e.to_string())?;
-    let mut calls = c
-        .prepare("SELECT count(*) FROM calls WHERE call_sid = ?1")
-        .map_err(|e| e.to_string())?;
-    let mut events = c
-        .prepare("SELECT count(*) FROM events WHERE call_sid = ?1")
-        .map_err(|e| e.to_string())?;
+    // One pass over each table: the CallSid columns carry no index of their own.
+    let per_sid = |table: &str| -> Result<HashMap<String, i64>, String> {
+        let sql = format!("SELECT call_sid, count(*) FROM {table} GROUP BY call_sid");
+        let mut stmt = c.prepare(&sql).map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    };
+    let calls = per_sid("calls")?;
+    let events = per_sid("events")?;
     for sid in acknowledged {
-        let n: i64 = calls
-            .query_row([sid], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        let e: i64 = events
-            .query_row([sid], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
+        let n = calls.get(sid).copied().unwrap_or(0);
+        let e = events.get(sid).copied().unwrap_or(0);
         if n != 1 || e != 1 {
             return Err(format!(
                 "call {sid}: {n} call rows and {e} events, expected 1 and 1"
@@ -533,7 +535,7 @@ fn export(o: &Opts) -> Result<(), String> {
         c.execute_batch(&format!(
             "BEGIN;
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-             INSERT INTO calls SELECT printf('CA%032d', i), 'acme-plumbing', '+18005551212', 'Google Ads',
+             INSERT INTO calls SELECT i, printf('CA%032d', i), 'acme-plumbing', '+18005551212', 'Google Ads',
                 '+1415555' || printf('%04d', i % 10000), 'JOHN SMITH', 'SAN FRANCISCO', 'CA', 'inbound',
                 'completed', 1, i % 3 > 0, 60 + i % 300, 40 + i % 200, 1767225600 + i * 30,
                 1767225660 + i * 30, 1, 30, 'now' FROM n;
