@@ -313,7 +313,9 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
             path.display()
         )));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"
+    ))?;
     migrate(&conn, path)?;
     Ok(conn)
 }
@@ -421,6 +423,12 @@ impl Store {
                 }
             })
             .map_err(|e| StorageError(format!("cannot start the responder thread: {e}")))?;
+        let (poke, pokes) = sync_channel::<()>(1);
+        let checkpoint_path = path.to_path_buf();
+        let checkpointer = std::thread::Builder::new()
+            .name("checkpointer".into())
+            .spawn(move || checkpoint_loop(&checkpoint_path, pokes))
+            .map_err(|e| StorageError(format!("cannot start the checkpoint thread: {e}")))?;
         let writer = Writer {
             path: path.to_path_buf(),
             conn: Some(conn),
@@ -429,6 +437,8 @@ impl Store {
             failing: false,
             answers: answers_tx,
             responder: Some(responder),
+            poke: Some(poke),
+            checkpointer: Some(checkpointer),
         };
         let handle = std::thread::Builder::new()
             .name("writer".into())
@@ -470,6 +480,61 @@ struct Writer {
     answers: Sender<Answered>,
     /// Joined when the writer stops, so every answer is out before it returns.
     responder: Option<JoinHandle<()>>,
+    /// Wakes the checkpoint thread after a commit ([`checkpoint_loop`]).
+    poke: Option<SyncSender<()>>,
+    /// Joined before the writer closes its connection, which must be the last.
+    checkpointer: Option<JoinHandle<()>>,
+}
+
+/// How often, at most, the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
+/// WAL pages at which the writer checkpoints itself, inside a commit: the backstop that
+/// bounds the WAL (32 MiB) when the checkpoint thread cannot finish under steady writes.
+const WAL_BACKSTOP_PAGES: i64 = 8000;
+
+/// Copies committed pages from the WAL into the database on its own connection, with
+/// `PRAGMA wal_checkpoint(PASSIVE)`, which never blocks the writer. SQLite would
+/// otherwise do it inside the commit that fills the WAL to 1000 pages, so every request
+/// of that batch waited for a few hundred random writes and two fsyncs. Runs after
+/// commits (the writer pokes it), at most every [`CHECKPOINT_EVERY`], never when idle;
+/// stops when the writer does.
+fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
+    let mut conn: Option<Connection> = None;
+    let mut last_error = String::new();
+    while pokes.recv().is_ok() {
+        let result = match conn.as_ref() {
+            Some(c) => Ok(c),
+            None => connect(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|c| {
+                // The database file must be synced before the WAL counts as copied,
+                // since the writer then starts overwriting it.
+                c.execute_batch("PRAGMA synchronous = FULL")?;
+                Ok(&*conn.insert(c))
+            }),
+        }
+        .and_then(|c| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
+                .map_err(StorageError::from)
+        });
+        match result {
+            Ok(_) => last_error.clear(),
+            Err(e) => {
+                // The writer reports what matters (its commits fail); say it once here.
+                if e.0 != last_error {
+                    log::warn!(
+                        "database {}: background checkpoint failed: {e}",
+                        path.display()
+                    );
+                    last_error = e.0;
+                }
+                conn = None;
+            }
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
 }
 
 impl Writer {
@@ -489,6 +554,9 @@ impl Writer {
             }
             if !writes.is_empty() {
                 self.write_batch(writes);
+                if let Some(p) = &self.poke {
+                    let _ = p.try_send(());
+                }
             }
             if !health.is_empty() {
                 let result = self.check_health();
@@ -496,6 +564,10 @@ impl Writer {
                     let _ = reply.send(result.clone());
                 }
             }
+        }
+        drop(self.poke.take());
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
         }
         // The last connection to close checkpoints the WAL and removes it.
         if let Some(conn) = self.conn.take()
@@ -565,7 +637,17 @@ impl Writer {
                 return Err(StorageError("the database is read-only".into()));
             }
             if failing {
-                // The last write failed: only a real write proves it works again.
+                // The last write failed: only a real write proves it works again, and
+                // one into WAL space allocated before the disk filled proves nothing.
+                // So first copy the WAL into the database and cut it to zero bytes.
+                let busy: i64 =
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                if busy != 0 {
+                    return Err(StorageError(
+                        "the last write failed and the write-ahead log cannot be checkpointed yet"
+                            .into(),
+                    ));
+                }
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 tx.execute(
