@@ -11,7 +11,8 @@ acknowledged before its batch is durable; a failed commit answers every request 
 with an error and stores none of it (a request that fails alone is retried in its own
 savepoint so that its batch-mates still commit). After any failure the
 writer reopens its connection, so a database made writable again (space freed,
-permissions fixed) recovers by itself.
+permissions fixed) recovers by itself. A checkpoint thread copies the WAL back into the
+database file on its own connection, so no commit waits for that.
 
 Each request is stored verbatim in `events`; the `calls` row of its `CallSid` is then
 re-derived from all of that call's distinct events by [`crate::calls::derive()`].
