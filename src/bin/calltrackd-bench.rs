@@ -2,9 +2,10 @@
 //! baseline run on the same machine in the same run.
 //!
 //! ```text
-//! calltrackd-bench ingest [--connections 16] [--requests 20000] [--workers 8]
+//! calltrackd-bench ingest [--connections 16] [--requests 20000] [--workers 8] [--flask]
 //!     bare tiny_http server vs calltrackd (durable), side by side, then checks that
-//!     every acknowledged call is stored exactly once; RSS idle and under load
+//!     every acknowledged call is stored exactly once; RSS idle and under load; with
+//!     --flask, also the Flask + Twilio SDK handler in tests/baseline (needs gunicorn)
 //! calltrackd-bench fire --url URL --token TOKEN [--connections N] [--requests N] [--db FILE]
 //!     the load alone, against any URL (another implementation, a proxy); with --db,
 //!     verifies calltrackd's database afterwards
@@ -45,10 +46,12 @@ struct Opts(Vec<(String, String)>);
 impl Opts {
     fn parse(args: &[String]) -> Opts {
         let mut v = Vec::new();
-        let mut it = args.iter();
+        let mut it = args.iter().peekable();
         while let Some(a) = it.next() {
             if let Some(name) = a.strip_prefix("--") {
-                v.push((name.to_owned(), it.next().cloned().unwrap_or_default()));
+                // A flag (`--flask`) has no value: the next word is another option.
+                let value = it.next_if(|next| !next.starts_with("--")).cloned();
+                v.push((name.to_owned(), value.unwrap_or_default()));
             }
         }
         Opts(v)
@@ -174,7 +177,8 @@ impl LoadResult {
     }
 }
 
-/// Fires `reqs` over `conns` keep-alive connections; each request waits for its answer.
+/// Fires `reqs` over `conns` connections (kept alive when the server allows); each
+/// request waits for its answer.
 fn fire(addr: SocketAddr, reqs: Vec<Prepared>, conns: usize) -> LoadResult {
     let per = reqs.len().div_ceil(conns.max(1));
     let mut chunks: Vec<Vec<Prepared>> = Vec::new();
@@ -228,13 +232,16 @@ fn one_connection(addr: SocketAddr, reqs: Vec<Prepared>) -> (Vec<Duration>, Vec<
         let t = Instant::now();
         let status = w.write_all(&r.bytes).ok().and_then(|_| read_response(rd));
         match status {
-            Some(200) => {
+            Some((code, keep)) => {
                 lat.push(t.elapsed());
-                ack.push(r.sid);
-            }
-            Some(_) => {
-                lat.push(t.elapsed());
-                failed += 1;
+                if code == 200 {
+                    ack.push(r.sid);
+                } else {
+                    failed += 1;
+                }
+                if !keep {
+                    conn = None;
+                }
             }
             None => {
                 failed += 1;
@@ -245,10 +252,15 @@ fn one_connection(addr: SocketAddr, reqs: Vec<Prepared>) -> (Vec<Duration>, Vec<
     (lat, ack, failed)
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> Option<u16> {
+/// Reads one answer: its status, and whether the server keeps the connection open
+/// (HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `keep-alive`), so that
+/// servers without keep-alive (gunicorn's sync workers, Werkzeug) can be measured too.
+fn read_response(r: &mut BufReader<TcpStream>) -> Option<(u16, bool)> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
-    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut status_line = line.split_whitespace();
+    let mut keep = status_line.next()? == "HTTP/1.1";
+    let status: u16 = status_line.next()?.parse().ok()?;
     let mut len = 0usize;
     loop {
         let mut h = String::new();
@@ -257,15 +269,17 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Option<u16> {
         if h.is_empty() {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().ok()?;
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().ok()?;
+            } else if k.eq_ignore_ascii_case("connection") {
+                keep = v.trim().eq_ignore_ascii_case("keep-alive");
+            }
         }
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    Some(status)
+    Some((status, keep))
 }
 
 /// Every acknowledged call has exactly one call row and one event.
@@ -514,7 +528,58 @@ fn ingest(o: &Opts) -> Result<(), String> {
         idle as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+    drop(d);
+    if o.get("flask").is_some() {
+        let n = n.min(5000);
+        let f = start_flask(token)?;
+        let url = format!("http://{}/call-tracking/webhook", f.addr);
+        let (_, warm) = prepare(&url, token, 200, "w2")?;
+        fire(f.addr, warm, conns);
+        let (_, reqs) = prepare(&url, token, n, "f0")?;
+        let flask = fire(f.addr, reqs, conns);
+        report("Flask + Twilio SDK (gunicorn)", &flask);
+        println!(
+            "ratio: calltrackd / Flask = {:.1}x the rate ({n} requests); p99 {:.3} ms vs {:.3} ms",
+            ct.rate() / flask.rate(),
+            ct.pct(0.99).as_secs_f64() * 1e3,
+            flask.pct(0.99).as_secs_f64() * 1e3
+        );
+    }
     Ok(())
+}
+
+/// Starts `tests/baseline/flask_handler.py` under gunicorn (5 sync workers, as its
+/// docs suggest for two cores) on a free loopback port and waits until it listens.
+fn start_flask(token: &str) -> Result<Daemon, String> {
+    let dir = std::env::temp_dir().join(format!("calltrackd-bench-flask-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = Command::new("gunicorn")
+        .args(["-w", "5", "-b", &addr.to_string(), "--chdir"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/baseline"))
+        .arg("flask_handler:app")
+        .env("TWILIO_AUTH_TOKEN", token)
+        .env("CALLS_DB", dir.join("flask-calls.db"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!("{e} (--flask needs: apt-get install python3-flask python3-twilio gunicorn)")
+        })?;
+    let daemon = Daemon { child, addr, dir };
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if start.elapsed() > Duration::from_secs(15) {
+            return Err("gunicorn did not start listening".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(daemon)
 }
 
 // ------------------------------------------------------------------ export
