@@ -360,6 +360,13 @@ fn migrate_steps(conn: &Connection, path: &Path) -> Result<(), StorageError> {
         if version == SCHEMA_VERSION {
             return Ok(());
         }
+        // Under systemd a long migration (a big database on an SD card) must not run
+        // into the start timeout: systemd would kill it, the transaction would roll back,
+        // and the restart would begin it again. Ask for an hour (systemd 236+).
+        crate::systemd::notify(&format!(
+            "EXTEND_TIMEOUT_USEC=3600000000\nSTATUS=migrating the database to schema {}",
+            version + 1
+        ));
         let step = || -> Result<(), String> {
             conn.execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| e.to_string())?;
