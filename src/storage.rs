@@ -354,6 +354,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StorageError> {
 }
 
 fn migrate_steps(conn: &Connection, path: &Path) -> Result<(), StorageError> {
+    let created: bool = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? == 0;
     loop {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         check_version(version, path)?;
@@ -362,11 +363,14 @@ fn migrate_steps(conn: &Connection, path: &Path) -> Result<(), StorageError> {
         }
         // Under systemd a long migration (a big database on an SD card) must not run
         // into the start timeout: systemd would kill it, the transaction would roll back,
-        // and the restart would begin it again. Ask for an hour (systemd 236+).
-        crate::systemd::notify(&format!(
-            "EXTEND_TIMEOUT_USEC=3600000000\nSTATUS=migrating the database to schema {}",
-            version + 1
-        ));
+        // and the restart would begin it again. Ask for an hour (systemd 236+). Creating
+        // a new database is quick and needs no such notice.
+        if !created {
+            crate::systemd::notify(&format!(
+                "EXTEND_TIMEOUT_USEC=3600000000\nSTATUS=migrating the database to schema {}",
+                version + 1
+            ));
+        }
         let step = || -> Result<(), String> {
             conn.execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| e.to_string())?;
