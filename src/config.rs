@@ -89,6 +89,27 @@ impl Rules {
     pub fn number(&self, number: &str) -> Option<&NumberRule> {
         self.numbers.get(number)
     }
+
+    /// For unit tests: one forwarded tracking number (+18005551212, user `acme`, source
+    /// `Google Ads`) and a 30 s threshold.
+    #[cfg(test)]
+    pub(crate) fn example() -> Rules {
+        let mut r = Rules {
+            min_duration_seconds: 30,
+            ..Rules::default()
+        };
+        r.numbers.insert(
+            "+18005551212".into(),
+            NumberRule {
+                number: "+18005551212".into(),
+                user: "acme".into(),
+                source: "Google Ads".into(),
+                forward_to: Some("+15558675309".into()),
+                ring_timeout_seconds: 20,
+            },
+        );
+        r
+    }
 }
 
 /// `[server]`, typed.

@@ -1,27 +1,8 @@
 //! Unit tests for `calls`.
 
 use super::*;
-use crate::config::NumberRule;
 
 const T0: i64 = 1_700_000_000;
-
-fn rules() -> Rules {
-    let mut r = Rules {
-        min_duration_seconds: 30,
-        ..Rules::default()
-    };
-    r.numbers.insert(
-        "+18005551212".into(),
-        NumberRule {
-            number: "+18005551212".into(),
-            user: "acme".into(),
-            source: "Google Ads".into(),
-            forward_to: Some("+15558675309".into()),
-            ring_timeout_seconds: 20,
-        },
-    );
-    r
-}
 
 fn facts() -> Facts {
     Facts {
@@ -84,7 +65,7 @@ fn forwarded_call(talk: i64) -> Call {
         dial(2, T0 + talk + 5, "completed", Some(talk)),
         status(3, T0 + talk + 6, "completed", T0 + talk + 5, Some(talk + 5)),
     ];
-    derive(&evs, &rules(), None).unwrap()
+    derive(&evs, &Rules::example(), None).unwrap()
 }
 
 #[test]
@@ -118,7 +99,7 @@ fn order_does_not_matter() {
         incoming(3, T0 + 52, Answer::Dial),
         status(4, T0 + 53, "ringing", T0 + 1, None),
     ];
-    let c = derive(&evs, &rules(), None).unwrap();
+    let c = derive(&evs, &Rules::example(), None).unwrap();
     assert_eq!(c.status, "completed");
     assert_eq!(c.started_at, T0);
     assert_eq!(c.ended_at, Some(T0 + 45));
@@ -132,7 +113,7 @@ fn order_does_not_matter() {
 fn dial_outcomes_not_answered() {
     for st in ["busy", "no-answer", "failed", "canceled"] {
         let evs = [incoming(1, T0, Answer::Dial), dial(2, T0 + 20, st, None)];
-        let c = derive(&evs, &rules(), None).unwrap();
+        let c = derive(&evs, &Rules::example(), None).unwrap();
         assert_eq!(
             (c.answered, c.qualified, c.talk_seconds),
             (Some(false), Some(false), Some(0)),
@@ -147,7 +128,7 @@ fn forwarded_without_dial_result_stays_unknown_unless_final_is_not_completed() {
         incoming(1, T0, Answer::Dial),
         status(2, T0 + 9, "completed", T0 + 9, Some(9)),
     ];
-    let c = derive(&evs, &rules(), None).unwrap();
+    let c = derive(&evs, &Rules::example(), None).unwrap();
     assert_eq!(
         (c.answered, c.qualified, c.talk_seconds),
         (None, None, None)
@@ -156,7 +137,7 @@ fn forwarded_without_dial_result_stays_unknown_unless_final_is_not_completed() {
         incoming(1, T0, Answer::Dial),
         status(2, T0 + 9, "no-answer", T0 + 9, Some(0)),
     ];
-    let c = derive(&evs, &rules(), None).unwrap();
+    let c = derive(&evs, &Rules::example(), None).unwrap();
     assert_eq!(
         (c.answered, c.qualified, c.talk_seconds),
         (Some(false), Some(false), Some(0))
@@ -167,7 +148,7 @@ fn forwarded_without_dial_result_stays_unknown_unless_final_is_not_completed() {
 fn not_forwarded_busy_and_no_answer() {
     for st in ["busy", "no-answer"] {
         let evs = [status(1, T0, st, T0, Some(0))];
-        let c = derive(&evs, &rules(), None).unwrap();
+        let c = derive(&evs, &Rules::example(), None).unwrap();
         assert_eq!(
             (c.answered, c.qualified, c.talk_seconds),
             (Some(false), Some(false), Some(0))
@@ -183,13 +164,13 @@ fn hangup_before_final_is_not_answered() {
         incoming(1, T0, Answer::Hangup),
         status(2, T0 + 2, "completed", T0 + 1, Some(1)),
     ];
-    let c = derive(&evs, &rules(), None).unwrap();
+    let c = derive(&evs, &Rules::example(), None).unwrap();
     assert_eq!(
         (c.answered, c.qualified, c.talk_seconds),
         (Some(false), Some(false), Some(0))
     );
     // Before the final status, nothing is known yet.
-    let c = derive(&evs[..1], &rules(), None).unwrap();
+    let c = derive(&evs[..1], &Rules::example(), None).unwrap();
     assert_eq!((c.answered, c.qualified), (None, None));
     assert_eq!(c.status, "ringing");
 }
@@ -201,7 +182,7 @@ fn outbound_uses_from_as_tracking_number() {
     e.facts.from = "+18005551212".into();
     e.facts.to = "+14155550100".into();
     e.facts.to_city = "OAKLAND".into();
-    let c = derive(&[e], &rules(), None).unwrap();
+    let c = derive(&[e], &Rules::example(), None).unwrap();
     assert_eq!(c.tracking_number, "+18005551212");
     assert_eq!(c.caller, "+14155550100");
     assert_eq!(c.caller_city, "OAKLAND");
@@ -217,14 +198,14 @@ fn outbound_uses_from_as_tracking_number() {
 fn child_legs_do_not_make_calls() {
     let mut e = status(1, T0, "completed", T0, Some(5));
     e.facts.direction = "outbound-dial".into();
-    assert!(derive(&[e], &rules(), None).is_none());
+    assert!(derive(&[e], &Rules::example(), None).is_none());
 }
 
 #[test]
 fn unknown_number_has_empty_user() {
     let mut e = status(1, T0, "completed", T0, Some(5));
     e.facts.to = "+19999999999".into();
-    let c = derive(&[e], &rules(), None).unwrap();
+    let c = derive(&[e], &Rules::example(), None).unwrap();
     assert_eq!((c.user.as_str(), c.source.as_str()), ("", ""));
 }
 
@@ -239,7 +220,7 @@ fn decided_values_survive_rule_changes() {
         incoming(1, T0, Answer::Dial),
         dial(2, T0 + 20, "completed", Some(20)),
     ];
-    let c = derive(&evs, &rules(), Some(&d)).unwrap();
+    let c = derive(&evs, &Rules::example(), Some(&d)).unwrap();
     assert_eq!(
         (c.user.as_str(), c.qualified, c.min_duration_seconds),
         ("old", Some(true), Some(10))
@@ -250,6 +231,6 @@ fn decided_values_survive_rule_changes() {
 fn an_incoming_request_counts_at_its_receipt_not_a_timestamp_it_carries() {
     let mut e = incoming(1, T0 + 100, Answer::Dial);
     e.facts.timestamp = Some(T0);
-    let c = derive(&[e], &rules(), None).unwrap();
+    let c = derive(&[e], &Rules::example(), None).unwrap();
     assert_eq!(c.started_at, T0 + 100);
 }

@@ -18,7 +18,6 @@ fn newer_schema_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-use crate::config::NumberRule;
 use crate::twilio::{Answer, Facts, classify, parse_form};
 
 const PATH: &str = "/call-tracking/webhook";
@@ -29,24 +28,6 @@ fn temp_db(name: &str) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("t.db");
     (dir, db)
-}
-
-fn rules() -> Rules {
-    let mut r = Rules {
-        min_duration_seconds: 30,
-        ..Rules::default()
-    };
-    r.numbers.insert(
-        "+18005551212".into(),
-        NumberRule {
-            number: "+18005551212".into(),
-            user: "acme".into(),
-            source: "Google Ads".into(),
-            forward_to: Some("+15558675309".into()),
-            ring_timeout_seconds: 20,
-        },
-    );
-    r
 }
 
 fn event(body: &str, received_ms: i64) -> NewEvent {
@@ -156,7 +137,7 @@ fn a_schema_1_database_is_migrated_and_keeps_working() {
     );
 
     // The migrated call takes its status callback into the same row...
-    let rules = rules();
+    let rules = Rules::example();
     let outcome = apply_one(&conn, &rules, &event(COMPLETED, 1_700_000_100_000)).unwrap();
     let Outcome::Stored { call, new_call } = outcome else {
         panic!("not stored: {outcome:?}")
