@@ -566,7 +566,9 @@ impl Writer {
             }
             if !writes.is_empty() {
                 self.write_batch(writes);
-                if let Some(p) = &self.poke {
+                if !self.failing
+                    && let Some(p) = &self.poke
+                {
                     let _ = p.try_send(());
                 }
             }
