@@ -8,5 +8,6 @@ mod export;
 mod properties;
 mod resilience;
 mod systemd;
+mod upgrade;
 mod vectors;
 mod webhook;

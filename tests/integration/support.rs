@@ -388,6 +388,33 @@ pub fn bearer() -> Vec<(&'static str, String)> {
     vec![("Authorization", format!("Bearer {EXPORT_TOKEN}"))]
 }
 
+/// A socket in the test's folder that plays systemd's `$NOTIFY_SOCKET`.
+pub struct Notify {
+    sock: std::os::unix::net::UnixDatagram,
+    /// Its path, for `NOTIFY_SOCKET`.
+    pub path: String,
+}
+
+impl Notify {
+    pub fn new(env: &Env) -> Notify {
+        let path = env.dir.path().join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Notify {
+            sock,
+            path: path.display().to_string(),
+        }
+    }
+
+    /// The next notification; `None` after 10 s without one.
+    pub fn next(&self) -> Option<String> {
+        let mut buf = [0u8; 512];
+        let n = self.sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
 // ------------------------------------------------------------- Twilio requests
 
 pub fn incoming(sid: &str, to: &str) -> Vec<(String, String)> {

@@ -1,8 +1,5 @@
 //! Running under systemd: credentials, state directory, sd_notify, watchdog, journald.
 
-use std::os::unix::net::UnixDatagram;
-use std::time::Duration;
-
 use crate::support::*;
 
 #[test]
@@ -17,27 +14,21 @@ fn credentials_state_directory_notify_and_watchdog() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(creds.join("twilio-auth-token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(creds.join("export-token"), EXPORT_TOKEN).unwrap();
-    let sock_path = env.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let notify = Notify::new(&env);
 
     let d = Daemon::start(
         &env,
         vec![
             ("CREDENTIALS_DIRECTORY", creds.display().to_string()),
             ("STATE_DIRECTORY", state.display().to_string()),
-            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("NOTIFY_SOCKET", notify.path.clone()),
             ("WATCHDOG_USEC", "400000".into()),
             ("JOURNAL_STREAM", "8:12345".into()),
         ],
     );
-    let mut buf = [0u8; 256];
-    let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(notify.next().as_deref(), Some("READY=1"));
     // The watchdog pings only after its own GET /healthz got an answer.
-    let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"WATCHDOG=1");
+    assert_eq!(notify.next().as_deref(), Some("WATCHDOG=1"));
 
     // The token from $CREDENTIALS_DIRECTORY verifies signatures; the database is in
     // $STATE_DIRECTORY; the export token works too.
@@ -54,8 +45,8 @@ fn credentials_state_directory_notify_and_watchdog() {
 
     d.signal(libc::SIGTERM);
     let mut msgs = Vec::new();
-    while let Ok(n) = sock.recv(&mut buf) {
-        msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    while let Some(m) = notify.next() {
+        msgs.push(m);
         if msgs.last().map(String::as_str) == Some("STOPPING=1") {
             break;
         }
