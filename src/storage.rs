@@ -298,6 +298,7 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StorageError> {
 
 /// Opens the writer connection: WAL, `synchronous=FULL`, schema migrated.
 pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
+    writable_sidecars(path);
     let conn = connect(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -319,6 +320,44 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     ))?;
     migrate(&conn, path)?;
     Ok(conn)
+}
+
+/// SQLite creates `-wal` and `-shm` with the database file's mode. Those made while the
+/// file was read-only stay read-only after it is made writable again, and a read-only
+/// `-shm` keeps every later connection from writing. So when the file is writable and a
+/// sidecar is not, give the sidecar the file's mode (it is ours: we created it), or say
+/// what to do when that is not allowed.
+fn writable_sidecars(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o200 == 0 {
+        return;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        let Ok(m) = std::fs::metadata(&side) else {
+            continue;
+        };
+        if m.permissions().mode() & 0o200 != 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&side, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => log::info!(
+                "{} was left read-only while the database was; made it mode {mode:o} like the database",
+                side.display()
+            ),
+            Err(e) => log::error!(
+                "{} is read-only and cannot be changed ({e}); give it the owner and mode of {} (or delete it while calltrackd is stopped)",
+                side.display(),
+                path.display()
+            ),
+        }
+    }
 }
 
 /// Opens a read-only connection (export, backup checks). Never blocks the writer (WAL).
@@ -617,7 +656,13 @@ impl Writer {
         let ok = result.is_ok();
         match result {
             Ok(outcomes) => {
-                self.failing = false;
+                // Nothing stored (each request failed in its own savepoint, as all do
+                // on a read-only file) is a failing database, not bad requests: reopen
+                // it next time, or a database made writable again stays unused.
+                self.failing = !outcomes.iter().any(Result::is_ok);
+                if self.failing {
+                    self.conn = None;
+                }
                 let answered = writes
                     .into_iter()
                     .map(|(_, done)| done)

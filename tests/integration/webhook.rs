@@ -602,8 +602,15 @@ fn read_only_database_answers_503_then_recovers() {
         "nothing half-stored"
     );
     assert!(d.log_text().contains("read-only"), "{}", d.log_text());
+    // Twilio retries while it is still read-only.
+    let r = post(
+        &d,
+        &status("CAro1", TRACKING, "completed", &at(40), Some("40")),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
 
-    // Writable again: the same request (Twilio's retry) now succeeds.
+    // Writable again: the same request (Twilio's retry) now succeeds, without a health
+    // check in between to reopen the database.
     chmod(&env.db(), 0o666);
     let r = post(
         &d,
