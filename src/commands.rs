@@ -4,7 +4,7 @@ The command-line commands besides `serve`: `check-config`, `sign`, `export`,
 usage, bad config or a bad filter value, 1 for a runtime failure.
 */
 
-use std::io::Write;
+use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError, Env, Needs};
@@ -172,27 +172,43 @@ fn parse_format(s: Option<&str>) -> Result<Format, CliError> {
     Format::parse(s.unwrap_or("csv")).map_err(|e| CliError::usage(format!("--format: {e}")))
 }
 
-/// A file written next to its destination and renamed into place when complete.
+/// A file written next to its destination and renamed into place when complete. The
+/// partial file has an unpredictable name, is created with `O_EXCL` (so a planted file or
+/// symlink is never followed or reused) and mode 0600; the destination must not exist
+/// unless `force`.
 fn write_atomically(
     dest: &Path,
-    write: impl FnOnce(&Path) -> Result<(), String>,
+    force: bool,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(), String>,
 ) -> Result<(), CliError> {
     let name = dest
         .file_name()
         .ok_or_else(|| CliError::usage(format!("{} is not a file name", dest.display())))?;
-    let tmp = dest.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let result = write(&tmp).and_then(|_| {
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .and_then(|_| std::fs::rename(&tmp, dest))
-            .map_err(|e| e.to_string())
-    });
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CliError::runtime(format!(
-            "cannot write {}: {e}",
+    if !force && std::fs::symlink_metadata(dest).is_ok() {
+        return Err(CliError::usage(format!(
+            "{} already exists; choose another file name, or add --force to replace it",
             dest.display()
         )));
+    }
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let fail = |e: &dyn std::fmt::Display| {
+        CliError::runtime(format!("cannot write {}: {e}", dest.display()))
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    write(tmp.as_file_mut()).map_err(|e| fail(&e))?;
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    if force {
+        tmp.persist(dest).map_err(|e| fail(&e.error))?;
+    } else {
+        // Fails rather than replacing a file that appeared meanwhile.
+        tmp.persist_noclobber(dest).map_err(|e| fail(&e.error))?;
     }
     Ok(())
 }
@@ -203,13 +219,9 @@ pub fn export(
     filters: &FilterArgs,
     format: Option<&str>,
     output: Option<&Path>,
+    force: bool,
 ) -> Result<(), CliError> {
     let format = parse_format(format)?;
-    if format == Format::Xlsx && output.is_none() {
-        return Err(CliError::usage(
-            "export --format xlsx needs --output FILE (a workbook is not written to a terminal)",
-        ));
-    }
     let cfg = Config::load_for(config, &Env::from_process(), Needs::NONE)?;
     let tz = cfg.export.timezone;
     let f = Filters::from_pairs(&filters.pairs(), tz)
@@ -217,28 +229,60 @@ pub fn export(
     let db = cfg.storage_path.clone();
     // Open once up front so a missing database is a clear runtime error, not a file.
     storage::open_reader(&db).map_err(|e| CliError::runtime(e.to_string()))?;
+    let tempdir = std::env::temp_dir();
     match (format, output) {
-        (Format::Xlsx, Some(out)) => {
-            write_atomically(out, |tmp| export::write_xlsx(&db, f, tz, tmp).map(|_| ()))
-        }
-        (Format::Csv, Some(out)) => write_atomically(out, |tmp| {
-            let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+        (Format::Xlsx, Some(out)) => write_atomically(out, force, |file| {
+            let dir = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            export::write_xlsx(&db, f, tz, file, dir).map(|_| ())
+        }),
+        (Format::Csv, Some(out)) => write_atomically(out, force, |file| {
             let mut w = std::io::BufWriter::new(file);
             export::write_csv(&db, f, tz, &mut w)?;
             w.flush().map_err(|e| e.to_string())
         }),
-        (_, None) => {
+        (Format::Xlsx, None) => {
+            if std::io::stdout().is_terminal() {
+                return Err(CliError::usage(
+                    "export --format xlsx writes a binary workbook: redirect stdout to a file, or use --output FILE",
+                ));
+            }
+            // A workbook is written whole (it is a zip), so it is built in an unnamed
+            // temporary file first, then copied out.
+            let mut file = tempfile::tempfile_in(&tempdir).map_err(|e| {
+                CliError::runtime(format!(
+                    "cannot create a temporary file in {}: {e}",
+                    tempdir.display()
+                ))
+            })?;
+            export::write_xlsx(&db, f, tz, &mut file, &tempdir)
+                .and_then(|_| file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string()))
+                .and_then(|_| {
+                    let mut w = std::io::stdout().lock();
+                    std::io::copy(&mut file, &mut w)
+                        .and_then(|_| w.flush())
+                        .map_err(|e| e.to_string())
+                })
+                .or_else(broken_pipe_is_fine)
+        }
+        (Format::Csv, None) => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            match export::write_csv(&db, f, tz, &mut w)
+            export::write_csv(&db, f, tz, &mut w)
                 .and_then(|_| w.flush().map_err(|e| e.to_string()))
-            {
-                Ok(()) => Ok(()),
-                // `| head` closing the pipe is not an error.
-                Err(e) if e.contains("Broken pipe") => Ok(()),
-                Err(e) => Err(CliError::runtime(format!("export failed: {e}"))),
-            }
+                .or_else(broken_pipe_is_fine)
         }
+    }
+}
+
+/// `| head` closing the pipe is not an error.
+fn broken_pipe_is_fine(e: String) -> Result<(), CliError> {
+    if e.contains("Broken pipe") {
+        Ok(())
+    } else {
+        Err(CliError::runtime(format!("export failed: {e}")))
     }
 }
 

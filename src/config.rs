@@ -125,6 +125,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Bodies above this get 413.
     pub max_body_bytes: u64,
+    /// Most connections open at once on the main listener.
+    pub max_connections: usize,
 }
 
 /// `[export]`, typed.
@@ -205,6 +207,7 @@ struct RawServer {
     metrics_listen: Option<String>,
     workers: Option<i64>,
     max_body_bytes: Option<i64>,
+    max_connections: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -557,6 +560,15 @@ impl Config {
                 )));
             }
         };
+        let max_connections = match s.max_connections {
+            None => 256,
+            Some(n) if (16..=4096).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ld.err(format_args!(
+                    "[server] `max_connections` = {n} is out of range; write a number from 16 to 4096 (default 256)"
+                )));
+            }
+        };
         let max_body_bytes = match s.max_body_bytes {
             None => 65536,
             Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n as u64,
@@ -723,6 +735,7 @@ impl Config {
                 metrics_listen,
                 workers,
                 max_body_bytes,
+                max_connections,
             },
             storage_path,
             auth_tokens,
@@ -762,6 +775,7 @@ impl Config {
         );
         line("workers", &self.server.workers.to_string());
         line("max body", &format!("{} bytes", self.server.max_body_bytes));
+        line("max connections", &self.server.max_connections.to_string());
         line("database", &self.storage_path.display().to_string());
         line(
             "auth token",

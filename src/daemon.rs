@@ -45,7 +45,6 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
 
-    http::set_limits(cfg.server.max_body_bytes);
     let server = http::Server::bind(cfg.server.listen)?;
     let addr = server.local_addr();
     let metrics_server = match cfg.server.metrics_listen {
@@ -75,10 +74,15 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     let handler_app = Arc::clone(&app);
     let running = server.run(
         "http",
-        cfg.server.workers,
+        http::Limits::new(
+            cfg.server.max_body_bytes,
+            cfg.server.max_connections,
+            cfg.server.workers,
+        ),
         Arc::new(move |req: &mut http::Request| routes::handle(&handler_app, req)),
         Arc::clone(&on_fatal),
     )?;
+    metrics.set_http_stats(running.stats());
     let metrics_running = match metrics_server {
         Some(ms) => {
             let m = Arc::clone(&metrics);
@@ -86,8 +90,10 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
             let maddr = ms.local_addr();
             let r = ms.run(
                 "metrics",
-                1,
-                Arc::new(move |req: &mut http::Request| metrics_route(&m, &db, req)),
+                http::Limits::new(1024, 16, 1),
+                Arc::new(move |req: &mut http::Request| {
+                    http::Reply::Now(metrics_route(&m, &db, req))
+                }),
                 Arc::clone(&on_fatal),
             )?;
             log::info!("metrics on http://{maddr}/metrics");
@@ -184,12 +190,8 @@ fn reload(cfg: &Config, env: &Env, rules: &RwLock<Arc<crate::config::Rules>>, me
     }
 }
 
-fn metrics_route(
-    metrics: &Metrics,
-    db: &std::path::Path,
-    req: &mut http::Request,
-) -> Option<Response> {
-    Some(match (req.path(), req.method()) {
+fn metrics_route(metrics: &Metrics, db: &std::path::Path, req: &http::Request) -> Response {
+    match (req.path(), req.method()) {
         ("/metrics", http::Method::Get | http::Method::Head) => Response {
             status: 200,
             headers: vec![(
@@ -202,5 +204,5 @@ fn metrics_route(
             Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
         }
         _ => Response::text(404, "not found\n"),
-    })
+    }
 }

@@ -2,10 +2,17 @@
 The spreadsheet export: CSV (streamed) and XLSX, over HTTP and from the command line.
 
 Both paths run the same code ([`Filters`] → [`CsvStream`] / [`write_xlsx`]), so the same
-filters give byte-identical CSV. Rows come from a read-only connection inside one read
-transaction (a consistent snapshot that never blocks webhook writes under WAL), fetched
-in pages by `(started_at, call_sid)`, so memory stays flat however many rows there are
-and a client that goes away simply stops the paging.
+filters give byte-identical CSV. Rows come from a read-only connection, fetched in pages
+of 2,000 by `(started_at, call_sid)`, each page its own short read transaction: memory
+stays flat however many rows there are, a client that goes away simply stops the
+paging, and a slow download never holds a snapshot open (which would keep SQLite from
+checkpointing and let the write-ahead log grow for as long as the download takes). A
+call that changes while its export is running shows as it was when its page was read.
+
+Workbooks are built in an unnamed temporary file (`O_TMPFILE`, or an unpredictable name
+opened with `O_EXCL` and removed at once) in the database's own folder, one at a time,
+in the connection's thread: never in a folder other local users can write, and never on
+the threads that answer Twilio.
 
 Cells cannot run as formulas: a text cell that starts with `=`, `+`, `-`, `@`, tab or CR
 gets a `'` in front, except a plain phone number (`+` and digits only), which cannot run
@@ -29,7 +36,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::http::{Body, Request, Response};
+use crate::http::{Body, Reply, Request, Response};
+use crate::logging::escaped;
 use crate::storage::{self, StorageError};
 
 /// The CSV/XLSX columns, in order. New columns are only ever appended.
@@ -230,7 +238,7 @@ fn page_sql(f: &Filters, after: bool) -> String {
     sql
 }
 
-/// Pages through the filtered calls inside one read transaction.
+/// Pages through the filtered calls, each page in its own read transaction.
 struct Pager {
     conn: Connection,
     filters: Filters,
@@ -241,8 +249,8 @@ struct Pager {
 impl Pager {
     fn open(db: &Path, filters: Filters) -> Result<Pager, StorageError> {
         let conn = storage::open_reader(db)?;
-        // One snapshot for the whole export.
-        conn.execute_batch("BEGIN")?;
+        // No BEGIN: each page's statement is its own read transaction, ended when its
+        // rows are collected, so no snapshot outlives a page.
         Ok(Pager {
             conn,
             filters,
@@ -437,15 +445,20 @@ impl Read for CsvStream {
     }
 }
 
-/// Writes the filtered calls as an XLSX workbook to `path`.
-pub fn write_xlsx(db: &Path, filters: Filters, tz: Tz, path: &Path) -> Result<u64, String> {
+/// Writes the filtered calls as an XLSX workbook to `out`; the workbook writer's own
+/// temporary files (unnamed) go into `tempdir`.
+pub fn write_xlsx(
+    db: &Path,
+    filters: Filters,
+    tz: Tz,
+    out: &mut std::fs::File,
+    tempdir: &Path,
+) -> Result<u64, String> {
     use rust_xlsxwriter::{Format as XFormat, Workbook};
     let xerr = |e: rust_xlsxwriter::XlsxError| format!("cannot write the workbook: {e}");
     let mut pager = Pager::open(db, filters).map_err(|e| e.to_string())?;
     let mut wb = Workbook::new();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        wb.set_tempdir(dir).map_err(xerr)?;
-    }
+    wb.set_tempdir(tempdir).map_err(xerr)?;
     let mut ws = wb.new_worksheet_with_constant_memory().map_err(xerr)?;
     ws.set_name("Calls").map_err(xerr)?;
     let bold = XFormat::new().set_bold();
@@ -526,7 +539,7 @@ pub fn write_xlsx(db: &Path, filters: Filters, tz: Tz, path: &Path) -> Result<u6
         ws.set_column_width(c, w).map_err(xerr)?;
     }
     wb.push_worksheet(ws);
-    wb.save(path).map_err(xerr)?;
+    wb.save_to_writer(&mut *out).map_err(xerr)?;
     Ok(row as u64)
 }
 
@@ -681,13 +694,26 @@ fn unauthorized() -> Response {
         .with_header("WWW-Authenticate", "Basic realm=\"calltrackd\"")
 }
 
-/// `GET /calls.csv` and `GET /calls.xlsx` (method already checked).
-pub fn http_export(s: &Settings, req: &Request) -> Response {
+/// `GET /calls.csv` and `GET /calls.xlsx` (method already checked). A workbook is built
+/// later, in the connection's thread.
+pub fn http_export(s: &Settings, req: &Request) -> Reply {
+    match checked_filters(s, req) {
+        Ok((Format::Csv, filters)) => Reply::Now(csv_response(s, filters)),
+        Ok((Format::Xlsx, filters)) => {
+            let s = s.clone();
+            Reply::Later(Box::new(move || xlsx_response(&s, filters)))
+        }
+        Err(r) => Reply::Now(r),
+    }
+}
+
+/// Export on, credentials, filters: the format and the filters, or the refusal.
+fn checked_filters(s: &Settings, req: &Request) -> Result<(Format, Filters), Response> {
     let Some(token) = &s.token else {
-        return Response::text(
+        return Err(Response::text(
             404,
             "not found (the HTTP export is off: no export token is configured)\n",
-        );
+        ));
     };
     let format = if req.path().ends_with(".xlsx") {
         Format::Xlsx
@@ -697,84 +723,96 @@ pub fn http_export(s: &Settings, req: &Request) -> Response {
     let pairs: Vec<(String, String)> = match req.query() {
         Some(q) => match serde_urlencoded::from_str(q) {
             Ok(p) => p,
-            Err(_) => return Response::text(400, "the query string cannot be decoded\n"),
+            Err(_) => {
+                return Err(Response::text(400, "the query string cannot be decoded\n"));
+            }
         },
         None => Vec::new(),
     };
     let filters = if pairs.iter().any(|(k, _)| k == "sig") {
-        match verify_share(token, format, &pairs, Utc::now().timestamp(), s.timezone) {
-            Ok(f) => f,
-            Err((status, msg)) => {
+        verify_share(token, format, &pairs, Utc::now().timestamp(), s.timezone).map_err(
+            |(status, msg)| {
                 log::warn!("export: {msg}: {status}");
-                return Response::text(status, format!("{msg}\n"));
-            }
-        }
+                Response::text(status, format!("{}\n", escaped(&msg)))
+            },
+        )?
     } else {
         if !authorized(token, req) {
             log::warn!("export: missing or wrong credentials: 401");
-            return unauthorized();
+            return Err(unauthorized());
         }
-        match Filters::from_pairs(&pairs, s.timezone) {
-            Ok(f) => f,
-            Err(msg) => return Response::text(400, format!("{msg}\n")),
-        }
+        Filters::from_pairs(&pairs, s.timezone)
+            .map_err(|msg| Response::text(400, format!("{}\n", escaped(&msg))))?
     };
-    match format {
-        Format::Csv => match CsvStream::open(&s.db_path, filters, s.timezone) {
-            Ok(stream) => Response {
-                status: 200,
-                headers: vec![
-                    ("Content-Type".into(), "text/csv; charset=utf-8".into()),
-                    (
-                        "Content-Disposition".into(),
-                        "inline; filename=\"calls.csv\"".into(),
-                    ),
-                    ("Cache-Control".into(), "no-store".into()),
-                ],
-                body: Body::Stream(Box::new(stream)),
-            },
-            Err(e) => {
-                log::error!("export: {e}: 503");
-                Response::text(503, "database unavailable\n")
-            }
+    Ok((format, filters))
+}
+
+fn csv_response(s: &Settings, filters: Filters) -> Response {
+    match CsvStream::open(&s.db_path, filters, s.timezone) {
+        Ok(stream) => Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "text/csv; charset=utf-8".into()),
+                (
+                    "Content-Disposition".into(),
+                    "inline; filename=\"calls.csv\"".into(),
+                ),
+                ("Cache-Control".into(), "no-store".into()),
+            ],
+            body: Body::Stream(Box::new(stream)),
         },
-        Format::Xlsx => match xlsx_tempfile(s, filters) {
-            Ok(file) => Response {
-                status: 200,
-                headers: vec![
-                    (
-                        "Content-Type".into(),
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
-                    ),
-                    (
-                        "Content-Disposition".into(),
-                        "attachment; filename=\"calls.xlsx\"".into(),
-                    ),
-                    ("Cache-Control".into(), "no-store".into()),
-                ],
-                body: Body::Stream(Box::new(file)),
-            },
-            Err(e) => {
-                log::error!("export: {e}: 503");
-                Response::text(503, "export unavailable\n")
-            }
-        },
+        Err(e) => {
+            log::error!("export: {e}: 503");
+            Response::text(503, "database unavailable\n")
+        }
     }
 }
 
-/// Builds the workbook in a temporary file and returns it open, already unlinked.
+fn xlsx_response(s: &Settings, filters: Filters) -> Response {
+    match xlsx_tempfile(s, filters) {
+        Ok(file) => Response {
+            status: 200,
+            headers: vec![
+                (
+                    "Content-Type".into(),
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
+                ),
+                (
+                    "Content-Disposition".into(),
+                    "attachment; filename=\"calls.xlsx\"".into(),
+                ),
+                ("Cache-Control".into(), "no-store".into()),
+            ],
+            body: Body::Stream(Box::new(file)),
+        },
+        Err(e) => {
+            log::error!("export: {e}: 503");
+            Response::text(503, "export unavailable\n")
+        }
+    }
+}
+
+/// The folder for temporary files: the database's own, which only the daemon writes.
+pub fn private_tempdir(db: &Path) -> PathBuf {
+    match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Builds the workbook in an unnamed temporary file and returns it open, at its start.
+/// One workbook is built at a time: each takes a core for a while, and the other core
+/// stays free for webhooks.
 fn xlsx_tempfile(s: &Settings, filters: Filters) -> Result<std::fs::File, String> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "calltrackd-export-{}-{}.xlsx",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write_xlsx(&s.db_path, filters, s.timezone, &path)
-        .and_then(|_| std::fs::File::open(&path).map_err(|e| e.to_string()));
-    let _ = std::fs::remove_file(&path);
-    result
+    use std::io::{Seek, SeekFrom};
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = private_tempdir(&s.db_path);
+    let mut file = tempfile::tempfile_in(&dir)
+        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    write_xlsx(&s.db_path, filters, s.timezone, &mut file, &dir)?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    Ok(file)
 }
 
 #[cfg(test)]

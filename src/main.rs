@@ -88,7 +88,7 @@ enum Command {
         #[arg(long)]
         fallback_twiml: bool,
     },
-    /// Write the calls as CSV (stdout or --output) or XLSX (needs --output)
+    /// Write the calls as CSV or XLSX to stdout or --output
     Export {
         #[command(flatten)]
         config: ConfigArg,
@@ -97,9 +97,12 @@ enum Command {
         /// csv or xlsx
         #[arg(long, value_name = "csv|xlsx", default_value = "csv")]
         format: String,
-        /// Write to this file instead of stdout
+        /// Write to this file instead of stdout (it must not exist, unless --force)
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Replace the --output file if it exists
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Print a read-only export URL for tools that cannot send credentials
     ///
@@ -160,11 +163,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             filter,
             format,
             output,
+            force,
         } => commands::export(
             &config.path(),
             &(&filter).into(),
             Some(&format),
             output.as_deref(),
+            force,
         ),
         Command::ShareLink {
             config,

@@ -100,6 +100,7 @@ pub struct Metrics {
     commit_failures: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    http: std::sync::OnceLock<std::sync::Arc<crate::http::Stats>>,
 }
 
 impl Default for Metrics {
@@ -126,6 +127,7 @@ impl Metrics {
             commit_failures: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            http: std::sync::OnceLock::new(),
         }
     }
 
@@ -145,6 +147,11 @@ impl Metrics {
     /// Time from receipt to answer of one webhook request.
     pub fn observe_webhook_latency(&self, d: Duration) {
         self.latency.observe(d.as_secs_f64());
+    }
+
+    /// The main listener's connection counters, shown from then on.
+    pub fn set_http_stats(&self, stats: std::sync::Arc<crate::http::Stats>) {
+        let _ = self.http.set(stats);
     }
 
     /// Counts a config reload.
@@ -216,6 +223,36 @@ impl Metrics {
             "# HELP calltrackd_config_reloads_total SIGHUP reloads by result.\n# TYPE calltrackd_config_reloads_total counter\ncalltrackd_config_reloads_total{{result=\"ok\"}} {}\ncalltrackd_config_reloads_total{{result=\"refused\"}} {}",
             self.reloads.load(Ordering::Relaxed),
             self.reload_failures.load(Ordering::Relaxed)
+        );
+        if let Some(h) = self.http.get() {
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP calltrackd_http_connections Connections open on the main listener.\n# TYPE calltrackd_http_connections gauge\ncalltrackd_http_connections {}",
+                get(&h.open)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP calltrackd_http_connection_events_total Connection events on the main listener: accepted, closed to make room at max_connections (evicted), accept() failures retried (accept_error), requests or answers that ran out of time (timeout), requests refused by the HTTP layer (refused).\n# TYPE calltrackd_http_connection_events_total counter"
+            );
+            for (name, v) in [
+                ("accepted", &h.accepted),
+                ("evicted", &h.evicted),
+                ("accept_error", &h.accept_errors),
+                ("timeout", &h.timeouts),
+                ("refused", &h.refused),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "calltrackd_http_connection_events_total{{event=\"{name}\"}} {}",
+                    get(v)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP calltrackd_wal_bytes Size of the database's write-ahead log file.\n# TYPE calltrackd_wal_bytes gauge\ncalltrackd_wal_bytes {}",
+            storage::wal_size(db)
         );
         match call_counts(db) {
             Ok(rows) => {

@@ -8,12 +8,14 @@ request reaches storage, and its `200` (with TwiML) goes out only after the writ
 committed it.
 */
 
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Rules, Secret};
 use crate::export;
-use crate::http::{BodyError, Method, Request, Response};
+use crate::http::{BodyError, Method, Reply, Request, Response};
+use crate::logging::escaped;
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
 use crate::storage::{self, NewEvent, Outcome, StorageError, Store, now_ms};
@@ -53,15 +55,16 @@ fn method_not_allowed(allow: &str) -> Response {
     Response::text(405, "method not allowed\n").with_header("Allow", allow)
 }
 
+/// How long a verified request waits for its commit before it is answered `503`.
+const COMMIT_WAIT: Duration = Duration::from_secs(30);
+
 /// The main listener's router.
-/// `None` when the answer was deferred until the request is durably stored.
-pub fn handle(app: &App, req: &mut Request) -> Option<Response> {
+pub fn handle(app: &App, req: &mut Request) -> Reply {
     let started = Instant::now();
-    let path = req.path().to_owned();
-    let response = match path.as_str() {
+    let response = match req.path() {
         WEBHOOK_PATH => match req.method() {
             Method::Post => match webhook(app, req) {
-                Ok(accepted) => return store_then_answer(app, req, accepted, started),
+                Ok(accepted) => return store_then_answer(app, accepted, started),
                 Err(rejected) => {
                     app.metrics.observe_webhook_latency(started.elapsed());
                     rejected
@@ -74,13 +77,26 @@ pub fn handle(app: &App, req: &mut Request) -> Option<Response> {
             _ => method_not_allowed("GET, HEAD"),
         },
         "/calls.csv" | "/calls.xlsx" => match req.method() {
-            Method::Get | Method::Head => export::http_export(&app.export, req),
+            Method::Get | Method::Head => {
+                let metrics = Arc::clone(&app.metrics);
+                return match export::http_export(&app.export, req) {
+                    Reply::Now(r) => {
+                        metrics.count_response(r.status);
+                        Reply::Now(r)
+                    }
+                    Reply::Later(finish) => Reply::Later(Box::new(move || {
+                        let r = finish();
+                        metrics.count_response(r.status);
+                        r
+                    })),
+                };
+            }
             _ => method_not_allowed("GET, HEAD"),
         },
         _ => Response::text(404, "not found\n"),
     };
     app.metrics.count_response(response.status);
-    Some(response)
+    Reply::Now(response)
 }
 
 fn healthz(app: &App) -> Response {
@@ -118,8 +134,6 @@ struct Accepted {
 /// Everything up to storage: size, type, syntax, signature, `CallSid`, the TwiML.
 fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     let received_ms = now_ms();
-    // Size before anything is read (from Content-Length; a chunked body is counted
-    // while it is read below).
     let too_large = || {
         log::warn!(
             "webhook: body over max_body_bytes ({}): 413",
@@ -133,10 +147,8 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
         )
         .with_header("Connection", "close")
     };
-    if req
-        .content_length()
-        .is_some_and(|n| n as u64 > app.max_body_bytes)
-    {
+    // The HTTP layer read the body unless its Content-Length was over the limit.
+    if req.body().is_err() {
         return Err(too_large());
     }
     let content_type = req.header("Content-Type").unwrap_or("").to_owned();
@@ -149,18 +161,9 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
             "unsupported Content-Type: send application/x-www-form-urlencoded or application/json",
         ));
     };
-    let body = match req.read_body(app.max_body_bytes) {
+    let body = match req.take_body() {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return Err(too_large()),
-        Err(BodyError::Io(e)) => {
-            log::warn!("webhook: could not read the request body ({e}): 400");
-            return Err(reject(
-                app,
-                400,
-                MetricOutcome::BadRequest,
-                "could not read the request body",
-            ));
-        }
     };
     let params = match twilio::parse_body(body_type, &body) {
         Ok(p) => p,
@@ -170,7 +173,7 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
                 app,
                 400,
                 MetricOutcome::BadRequest,
-                &format!("unparseable body: {why}"),
+                &format!("unparseable body: {}", escaped(&why)),
             ));
         }
     };
@@ -273,31 +276,32 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     Ok(Accepted { event, twiml })
 }
 
-/// Hands a verified request to the writer and the answer to its callback: the `200`
-/// (with TwiML) leaves only after the commit; this worker moves on at once.
-fn store_then_answer(
-    app: &App,
-    req: &mut Request,
-    accepted: Accepted,
-    started: Instant,
-) -> Option<Response> {
-    let Some(responder) = req.defer() else {
-        return Some(Response::text(500, "internal error\n"));
-    };
+/// Hands a verified request to the writer; the `200` (with TwiML) is written only after
+/// the commit, by the connection's thread, outside the `workers` bound.
+fn store_then_answer(app: &App, accepted: Accepted, started: Instant) -> Reply {
     let metrics = Arc::clone(&app.metrics);
     let kind = accepted.event.kind;
     let call_sid = accepted.event.facts.call_sid.clone();
     let twiml = accepted.twiml;
+    let (tx, rx) = sync_channel(1);
     app.store.submit_async(
         accepted.event,
         Box::new(move |result| {
-            let response = answer_stored(&metrics, kind, &call_sid, twiml, result);
-            metrics.count_response(response.status);
-            metrics.observe_webhook_latency(started.elapsed());
-            responder.send(response);
+            let _ = tx.send(result);
         }),
     );
-    None
+    Reply::Later(Box::new(move || {
+        let result = rx.recv_timeout(COMMIT_WAIT).unwrap_or_else(|_| {
+            Err(StorageError(format!(
+                "the writer did not commit within {} s",
+                COMMIT_WAIT.as_secs()
+            )))
+        });
+        let response = answer_stored(&metrics, kind, &call_sid, twiml, result);
+        metrics.count_response(response.status);
+        metrics.observe_webhook_latency(started.elapsed());
+        response
+    }))
 }
 
 /// The answer to a verified request once storage is done with it; one log line each.

@@ -2,11 +2,11 @@
 Storage: the SQLite file, its schema, and the one writer thread. This is where a row is
 written.
 
-Workers verify and parse requests in parallel, then hand each one (with a callback
-that sends its HTTP answer) to the writer thread through a channel, and move on. The
-writer takes whatever has queued up, applies it inside one `BEGIN IMMEDIATE`
+Connection threads verify and parse requests in parallel, then hand each one (with a
+callback that passes its result back) to the writer thread through a channel, and wait.
+The writer takes whatever has queued up, applies it inside one `BEGIN IMMEDIATE`
 transaction, commits once (one fsync per batch with `synchronous=FULL`), and only then
-passes the results to the responder thread, which runs the callbacks. A request is never
+hands each result back; the connection's thread writes the answer. A request is never
 acknowledged before its batch is durable; a failed commit answers every request in it
 with an error and stores none of it (a request that fails alone is retried in its own
 savepoint so that its batch-mates still commit). After any failure the
@@ -182,6 +182,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// How many queued requests one transaction takes at most.
 const MAX_BATCH: usize = 512;
+/// How long a health check waits for the writer to answer.
+const HEALTH_WAIT: Duration = Duration::from_secs(5);
 /// How long a write waits for another process's lock before giving up (then 503).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -262,12 +264,18 @@ pub enum Outcome {
 }
 
 /// Called with a request's result once its batch is committed (or has failed), on the
-/// responder thread: this is where the HTTP answer goes out.
+/// writer thread: it must only hand the result on (the connection's thread answers).
 pub type Done = Box<dyn FnOnce(Result<Outcome, StorageError>) + Send>;
 /// A request waiting in a batch.
 type Pending = (Box<NewEvent>, Done);
-/// Results on their way to the responder thread.
-type Answered = Vec<(Done, Result<Outcome, StorageError>)>;
+
+/// Hands a result to its request; a panic there costs that request only.
+fn answer(done: Done, result: Result<Outcome, StorageError>) {
+    let call = std::panic::AssertUnwindSafe(move || done(result));
+    if std::panic::catch_unwind(call).is_err() {
+        log::error!("internal error while answering a stored request");
+    }
+}
 
 enum Msg {
     Write(Box<NewEvent>, Done),
@@ -459,21 +467,6 @@ impl Store {
             );
         }
         let (tx, rx) = channel();
-        // Answers go out from their own thread, so a slow client never delays a commit.
-        let (answers_tx, answers_rx) = channel::<Answered>();
-        let responder = std::thread::Builder::new()
-            .name("responder".into())
-            .spawn(move || {
-                for batch in answers_rx {
-                    for (done, result) in batch {
-                        let call = std::panic::AssertUnwindSafe(move || done(result));
-                        if std::panic::catch_unwind(call).is_err() {
-                            log::error!("internal error while answering a stored request");
-                        }
-                    }
-                }
-            })
-            .map_err(|e| StorageError(format!("cannot start the responder thread: {e}")))?;
         let (poke, pokes) = sync_channel::<()>(1);
         let checkpoint_path = path.to_path_buf();
         let checkpointer = std::thread::Builder::new()
@@ -486,8 +479,6 @@ impl Store {
             rules,
             observer,
             failing: false,
-            answers: answers_tx,
-            responder: Some(responder),
             poke: Some(poke),
             checkpointer: Some(checkpointer),
         };
@@ -514,9 +505,12 @@ impl Store {
         self.tx
             .send(Msg::Health(reply_tx))
             .map_err(|_| StorageError("the writer thread has stopped".into()))?;
-        reply_rx
-            .recv()
-            .map_err(|_| StorageError("the writer thread stopped before answering".into()))?
+        reply_rx.recv_timeout(HEALTH_WAIT).map_err(|_| {
+            StorageError(format!(
+                "the writer thread did not answer within {} s",
+                HEALTH_WAIT.as_secs()
+            ))
+        })?
     }
 }
 
@@ -527,10 +521,6 @@ struct Writer {
     observer: Arc<dyn BatchObserver>,
     /// The last write failed: health checks must prove a write works again.
     failing: bool,
-    /// To the responder thread.
-    answers: Sender<Answered>,
-    /// Joined when the writer stops, so every answer is out before it returns.
-    responder: Option<JoinHandle<()>>,
     /// Wakes the checkpoint thread after a commit ([`checkpoint_loop`]).
     poke: Option<SyncSender<()>>,
     /// Joined before the writer closes its connection, which must be the last.
@@ -628,11 +618,6 @@ impl Writer {
         {
             log::error!("closing database {}: {e}", self.path.display());
         }
-        let (dummy, _) = channel();
-        drop(std::mem::replace(&mut self.answers, dummy));
-        if let Some(r) = self.responder.take() {
-            let _ = r.join();
-        }
     }
 
     fn connection(&mut self) -> Result<&mut Connection, StorageError> {
@@ -663,12 +648,9 @@ impl Writer {
                 if self.failing {
                     self.conn = None;
                 }
-                let answered = writes
-                    .into_iter()
-                    .map(|(_, done)| done)
-                    .zip(outcomes)
-                    .collect();
-                let _ = self.answers.send(answered);
+                for ((_, done), outcome) in writes.into_iter().zip(outcomes) {
+                    answer(done, outcome);
+                }
             }
             Err(e) => {
                 log::error!(
@@ -679,11 +661,9 @@ impl Writer {
                 // A fresh connection next time: recovers from read-only opens and
                 // leaves no half-finished transaction behind.
                 self.conn = None;
-                let answered = writes
-                    .into_iter()
-                    .map(|(_, done)| (done, Err(e.clone())))
-                    .collect();
-                let _ = self.answers.send(answered);
+                for (_, done) in writes {
+                    answer(done, Err(e.clone()));
+                }
             }
         }
         self.observer.batch(size, started.elapsed(), ok);
@@ -1035,6 +1015,18 @@ pub fn backup_into(db: &Path, dest: &Path) -> Result<i64, StorageError> {
         .and_then(|f| f.sync_all())
         .map_err(|e| StorageError(format!("cannot sync {}: {e}", dest.display())))?;
     Ok(calls)
+}
+
+/// The path of the database's write-ahead log.
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// The size of the database's write-ahead log in bytes (0 when there is none).
+pub fn wal_size(db: &Path) -> u64 {
+    std::fs::metadata(wal_path(db)).map_or(0, |m| m.len())
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.

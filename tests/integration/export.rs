@@ -300,6 +300,7 @@ fn cli_and_http_are_byte_identical() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("qualified"));
+    // A workbook to a redirected stdout (not a terminal) is the same workbook.
     let o = env.run(&[
         "export",
         "--config",
@@ -307,7 +308,14 @@ fn cli_and_http_are_byte_identical() {
         "--format",
         "xlsx",
     ]);
-    assert_eq!(o.status.code(), Some(2), "xlsx needs --output");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let http = get(d.addr, "/calls.xlsx", &bearer()).body;
+    assert_eq!(o.stdout, http);
 }
 
 #[test]

@@ -256,13 +256,13 @@ fn garbage_truncated_and_oversized_requests_never_get_500() {
             "case {i}: {text}"
         );
     }
-    // Oversized, in chunked encoding (no Content-Length to refuse it up front).
+    // Chunked (no Content-Length to refuse it up front): 411, whatever its size.
     let chunk = "a".repeat(70_000);
     let raw = format!(
         "POST /call-tracking/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
         chunk.len()
     );
-    assert_eq!(raw_request(d.addr, raw.as_bytes(), false).status, 413);
+    assert_eq!(raw_request(d.addr, raw.as_bytes(), false).status, 411);
     // Still healthy, nothing stored, nothing panicked.
     assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
     assert_eq!(
@@ -352,27 +352,6 @@ fn full_disk_answers_503_and_recovers_when_space_returns() {
     assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
     assert!(call_row(&db, "CAfullafter").is_some());
     assert_eq!(d.stop(), Some(0));
-}
-
-#[test]
-fn a_dead_listener_makes_the_daemon_exit_non_zero() {
-    // Few file descriptors: accept() fails with EMFILE and tiny_http stops accepting.
-    let env = Env::new(&base_config(""));
-    let d = Daemon::start_wrapped(&env, Vec::new(), &["prlimit", "--nofile=40:40", "--"]);
-    let mut held = Vec::new();
-    for _ in 0..60 {
-        if let Ok(s) = TcpStream::connect(d.addr) {
-            held.push(s);
-        }
-    }
-    let mut d = d;
-    let code = wait_timeout(&mut d.child, Duration::from_secs(10));
-    assert_eq!(code, Some(1), "log:\n{}", d.log_text());
-    assert!(
-        d.log_text().contains("stopped accepting connections"),
-        "{}",
-        d.log_text()
-    );
 }
 
 #[test]

@@ -61,19 +61,20 @@ fn credentials_state_directory_notify_and_watchdog() {
 
 #[test]
 fn a_panicking_handler_gets_500_and_the_worker_lives_on() {
-    use calltrackd::http::{Response, Server};
+    use calltrackd::http::{Limits, Reply, Response, Server};
     use std::sync::Arc;
     let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr();
     let running = server
         .run(
             "t",
-            1, // one worker: the same thread must serve the next request
+            // One worker: its permit must come back after the panic.
+            Limits::new(1024, 16, 1),
             Arc::new(|req: &mut calltrackd::http::Request| {
                 if req.path() == "/panic" {
                     panic!("boom");
                 }
-                Some(Response::text(200, "fine\n"))
+                Reply::Now(Response::text(200, "fine\n"))
             }),
             Arc::new(|_| {}),
         )
