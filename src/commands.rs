@@ -5,7 +5,7 @@ usage, bad config or a bad filter value, 1 for a runtime failure.
 */
 
 use std::io::{IsTerminal, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{Config, ConfigError, Env, Needs};
 use crate::export::{self, Filters, Format};
@@ -352,31 +352,44 @@ pub fn backup(config: &Path, dest: &Path) -> Result<String, CliError> {
             dest.display()
         )));
     }
-    let tmp: PathBuf = dest.with_file_name(format!(
-        ".{}.partial",
-        dest.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let result = storage::backup_into(&cfg.storage_path, &tmp).and_then(|calls| {
-        std::fs::rename(&tmp, dest).map_err(|e| {
-            storage::StorageError(format!("cannot rename into {}: {e}", dest.display()))
-        })?;
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+    // The copy goes into an empty file with an unpredictable name, created with O_EXCL
+    // and mode 0600 (VACUUM INTO accepts an empty file), then takes its name.
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let result = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            storage::StorageError(format!(
+                "cannot create a file in {}: {e}",
+                dir.display()
+            ))
+        })
+        .and_then(|tmp| {
+            let calls = storage::backup_into(&cfg.storage_path, tmp.path())?;
+            tmp.persist_noclobber(dest).map_err(|e| {
+                storage::StorageError(format!(
+                    "cannot rename into {}: {}",
+                    dest.display(),
+                    e.error
+                ))
+            })?;
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(calls)
-    });
+            Ok(calls)
+        });
     match result {
         Ok(calls) => Ok(format!(
             "backup of {} written to {} ({calls} calls, integrity check ok)",
             cfg.storage_path.display(),
             dest.display()
         )),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(CliError::runtime(format!("backup failed: {e}")))
-        }
+        Err(e) => Err(CliError::runtime(format!("backup failed: {e}"))),
     }
 }

@@ -401,7 +401,8 @@ impl Loader<'_> {
                         "[{table}] `{key}` is empty; set it to the token, or remove the key"
                     )));
                 }
-                Ok(Some((Secret::new(v), format!("[{table}] {key}"))))
+                // Trimmed like a token read from a file.
+                Ok(Some((Secret::new(v.trim().to_owned()), format!("[{table}] {key}"))))
             }
             (None, Some(f)) => {
                 let path = self.resolve(&f);
@@ -858,9 +859,30 @@ fn holds_inline_secret(text: &str) -> bool {
     })
 }
 
+/// `invalid type: integer `31415926535`, expected a string` without the value:
+/// `invalid type: integer, expected a string`. Key names in other messages stay.
+fn redact_values(msg: &str) -> String {
+    if !(msg.starts_with("invalid type") || msg.starts_with("invalid value")) {
+        return msg.to_owned();
+    }
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '`' {
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out.replace(" ,", ",").replace("  ", " ")
+}
+
 /// Turns a TOML/serde error into one sentence: file, line, table, key, fix.
 fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message().trim().trim_end_matches('.');
+    // serde quotes the offending value (`invalid type: integer `31415926535``), and
+    // the line could be a secret's: name only its type, never the value.
+    let msg = redact_values(e.message().trim().trim_end_matches('.'));
+    let msg = msg.as_str();
     let (line, table) = match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];

@@ -324,14 +324,78 @@ fn is_plain_phone(s: &str) -> bool {
     s.len() > 1 && s.starts_with('+') && s[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Neutralises a text cell so no spreadsheet runs it as a formula.
+/// Characters a spreadsheet may skip before it looks for a formula: white space, the
+/// no-break space, the byte-order mark, zero-width and direction marks.
+fn is_invisible_lead(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00A0}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}'
+        )
+}
+
+/// Characters that start a formula, in any locale: `= + - @`, their fullwidth and small
+/// forms, the minus sign, and tab or CR (the contract's list).
+fn is_trigger(c: char) -> bool {
+    matches!(
+        c,
+        '=' | '+'
+            | '-'
+            | '@'
+            | '\t'
+            | '\r'
+            | '\u{FF1D}'
+            | '\u{FF0B}'
+            | '\u{FF0D}'
+            | '\u{FF20}'
+            | '\u{FE62}'
+            | '\u{FE63}'
+            | '\u{FE66}'
+            | '\u{2212}'
+    )
+}
+
+/// Neutralises a text cell so no spreadsheet runs it as a formula: a cell that starts
+/// with a trigger, or with invisible characters and then a trigger, gets a `'` in front;
+/// a plain phone number (`+` and digits only) cannot run and is kept as it is.
 pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') if !is_plain_phone(s) => {
-            std::borrow::Cow::Owned(format!("'{s}"))
-        }
-        _ => std::borrow::Cow::Borrowed(s),
+    let mut chars = s.chars();
+    let risky = match chars.next() {
+        Some(c) if is_trigger(c) => true,
+        Some(c) if is_invisible_lead(c) => s.chars().find(|c| !is_invisible_lead(*c)).is_some_and(is_trigger),
+        _ => false,
+    };
+    if risky && !is_plain_phone(s) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
+}
+
+/// Appends one CSV record (RFC 4180, CRLF). A field is quoted when it holds `,`, `"`,
+/// CR or LF, as RFC 4180 requires, and also `;`: a spreadsheet that splits on
+/// semicolons (the default in many locales) must not cut a field into a new cell that
+/// could start with `=`. (The csv crate quotes by a fixed set of characters that cannot
+/// include `;` next to `,`, so this is done here.)
+fn push_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a str>) {
+    for (i, f) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if f.bytes().any(|b| matches!(b, b',' | b';' | b'"' | b'\r' | b'\n')) {
+            out.push(b'"');
+            for b in f.bytes() {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(f.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn rfc3339(t: i64) -> String {
@@ -385,12 +449,9 @@ impl CsvStream {
     fn fill(&mut self) -> io::Result<()> {
         self.buf.clear();
         self.pos = 0;
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(&mut self.buf);
         if !self.header_done {
             self.header_done = true;
-            w.write_record(COLUMNS)?;
+            push_record(&mut self.buf, COLUMNS);
         } else {
             let page = self.pager.next_page().map_err(io::Error::other)?;
             if page.is_empty() {
@@ -404,28 +465,30 @@ impl CsvStream {
                     .to_string();
                 let duration = num(r.duration_seconds);
                 let talk = num(r.talk_seconds);
-                w.write_record([
-                    &*safe_cell(&r.call_sid),
-                    &*safe_cell(&r.user),
-                    &*safe_cell(&r.tracking_number),
-                    &*safe_cell(&r.source),
-                    &*safe_cell(&r.caller),
-                    &*safe_cell(&r.caller_name),
-                    &*safe_cell(&r.caller_city),
-                    &*safe_cell(&r.caller_state),
-                    &*safe_cell(&r.direction),
-                    &*safe_cell(&r.status),
-                    tri(r.answered),
-                    tri(r.qualified),
-                    &duration,
-                    &talk,
-                    &started,
-                    &ended,
-                    &local,
-                ])?;
+                push_record(
+                    &mut self.buf,
+                    [
+                        &*safe_cell(&r.call_sid),
+                        &*safe_cell(&r.user),
+                        &*safe_cell(&r.tracking_number),
+                        &*safe_cell(&r.source),
+                        &*safe_cell(&r.caller),
+                        &*safe_cell(&r.caller_name),
+                        &*safe_cell(&r.caller_city),
+                        &*safe_cell(&r.caller_state),
+                        &*safe_cell(&r.direction),
+                        &*safe_cell(&r.status),
+                        tri(r.answered),
+                        tri(r.qualified),
+                        &duration,
+                        &talk,
+                        &started,
+                        &ended,
+                        &local,
+                    ],
+                );
             }
         }
-        w.flush()?;
         Ok(())
     }
 }
@@ -666,17 +729,12 @@ fn authorized(token: &Secret, req: &Request) -> bool {
     let Some(h) = req.header("Authorization") else {
         return false;
     };
-    let h = h.trim();
-    let given: Vec<u8> = if let Some(b) = h
-        .strip_prefix("Bearer ")
-        .or_else(|| h.strip_prefix("bearer "))
-    {
-        b.trim().as_bytes().to_vec()
-    } else if let Some(b) = h
-        .strip_prefix("Basic ")
-        .or_else(|| h.strip_prefix("basic "))
-    {
-        match B64.decode(b.trim()) {
+    // The scheme is case-insensitive (RFC 9110): `Bearer`, `bearer`, `BEARER`.
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let given: Vec<u8> = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().as_bytes().to_vec()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        match B64.decode(rest.trim()) {
             Ok(raw) => match raw.iter().position(|&c| c == b':') {
                 Some(i) => raw[i + 1..].to_vec(),
                 None => return false,

@@ -306,6 +306,7 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StorageError> {
 
 /// Opens the writer connection: WAL, `synchronous=FULL`, schema migrated.
 pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
+    create_private(path)?;
     writable_sidecars(path);
     let conn = connect(
         path,
@@ -324,10 +325,31 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
         )));
     }
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};"
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};
+         PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
     ))?;
     migrate(&conn, path)?;
     Ok(conn)
+}
+
+/// Creates the database file, when there is none, with mode 0600 whatever the umask:
+/// SQLite would create it 0644 less the umask, and gives `-wal` and `-shm` the mode of
+/// the database file, so all three stay private to the daemon's user.
+fn create_private(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StorageError(format!(
+            "cannot open database {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// SQLite creates `-wal` and `-shm` with the database file's mode. Those made while the
@@ -481,6 +503,8 @@ impl Store {
             failing: false,
             poke: Some(poke),
             checkpointer: Some(checkpointer),
+            identity: file_identity(path),
+            lost: None,
         };
         let handle = std::thread::Builder::new()
             .name("writer".into())
@@ -525,6 +549,17 @@ struct Writer {
     poke: Option<SyncSender<()>>,
     /// Joined before the writer closes its connection, which must be the last.
     checkpointer: Option<JoinHandle<()>>,
+    /// Device and inode of the database file the writer opened.
+    identity: Option<(u64, u64)>,
+    /// Set for good once the file on disk is no longer the one open: every write and
+    /// health check fails with this until a restart opens the file that is there.
+    lost: Option<StorageError>,
+}
+
+/// Device and inode of the file at `path`, if there is one.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// How often, at most, the checkpoint thread copies the WAL into the database.
@@ -533,16 +568,48 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 /// bounds the WAL (32 MiB) when the checkpoint thread cannot finish under steady writes.
 const WAL_BACKSTOP_PAGES: i64 = 8000;
 
+/// The WAL's size once it is reset after a complete checkpoint (`journal_size_limit`):
+/// bigger than a busy minute needs, so a steady load does not truncate and regrow it.
+const WAL_KEEP_BYTES: u64 = 8 * 1024 * 1024;
+/// A WAL this big for [`WAL_WARN_AFTER`] means something holds checkpoints back.
+const WAL_WARN_BYTES: u64 = 64 * 1024 * 1024;
+const WAL_WARN_AFTER: Duration = Duration::from_secs(60);
+/// At most one warning about a big WAL per this long.
+const WAL_WARN_EVERY: Duration = Duration::from_secs(600);
+/// While the WAL is bigger than [`WAL_KEEP_BYTES`], how often the checkpoint thread
+/// tries to shrink it even when no commit pokes it.
+const WAL_SHRINK_EVERY: Duration = Duration::from_secs(1);
+
 /// Copies committed pages from the WAL into the database on its own connection, with
 /// `PRAGMA wal_checkpoint(PASSIVE)`, which never blocks the writer. SQLite would
 /// otherwise do it inside the commit that fills the WAL to 1000 pages, so every request
 /// of that batch waited for a few hundred random writes and two fsyncs. Runs after
-/// commits (the writer pokes it), at most every [`CHECKPOINT_EVERY`], never when idle;
-/// stops when the writer does.
+/// commits (the writer pokes it), at most every [`CHECKPOINT_EVERY`]; stops when the
+/// writer does.
+///
+/// It also keeps the WAL small. calltrackd's own readers hold no snapshot for long
+/// (exports read page by page), but a reader outside calltrackd (an `sqlite3` shell left
+/// in a transaction) keeps any checkpoint from finishing, and the WAL grows meanwhile.
+/// Once that reader is gone, the next write resets the WAL and `journal_size_limit`
+/// cuts it back to [`WAL_KEEP_BYTES`]; when no write comes, this thread truncates it
+/// itself (`wal_checkpoint(TRUNCATE)`, only when that cannot wait on anyone). While it
+/// stays far above normal, a warning says why.
 fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut conn: Option<Connection> = None;
     let mut last_error = String::new();
-    while pokes.recv().is_ok() {
+    let mut big_since: Option<Instant> = None;
+    let mut warned: Option<Instant> = None;
+    loop {
+        let wal = wal_size(path);
+        if wal > WAL_KEEP_BYTES {
+            match pokes.recv_timeout(WAL_SHRINK_EVERY) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else if pokes.recv().is_err() {
+            return;
+        }
         let result = match conn.as_ref() {
             Some(c) => Ok(c),
             None => connect(
@@ -557,11 +624,24 @@ fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
             }),
         }
         .and_then(|c| {
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
-                .map_err(StorageError::from)
+            let (busy, log, copied): (i64, i64, i64) = c
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(StorageError::from)?;
+            if busy == 0 && log == copied && wal_size(path) > WAL_KEEP_BYTES {
+                // Everything is copied and the WAL is oversized: cut it to zero, but
+                // never wait for a lock to do so.
+                c.busy_timeout(Duration::ZERO)?;
+                let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+                c.busy_timeout(BUSY_TIMEOUT)?;
+            }
+            Ok(())
         });
         match result {
-            Ok(_) => last_error.clear(),
+            Ok(()) => last_error.clear(),
             Err(e) => {
                 // The writer reports what matters (its commits fail); say it once here.
                 if e.0 != last_error {
@@ -573,6 +653,23 @@ fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
                 }
                 conn = None;
             }
+        }
+        let wal = wal_size(path);
+        if wal > WAL_WARN_BYTES {
+            let since = *big_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= WAL_WARN_AFTER
+                && warned.is_none_or(|t| t.elapsed() >= WAL_WARN_EVERY)
+            {
+                warned = Some(Instant::now());
+                log::warn!(
+                    "database {}: the write-ahead log has been {} MiB for over {} s; something outside calltrackd (an sqlite3 shell, a backup or sync tool) is probably holding a read transaction open, which keeps SQLite from reusing the log. End it, keep such transactions short, or copy the database with `calltrackd backup`",
+                    path.display(),
+                    wal / (1024 * 1024),
+                    since.elapsed().as_secs()
+                );
+            }
+        } else {
+            big_since = None;
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
@@ -621,10 +718,36 @@ impl Writer {
     }
 
     fn connection(&mut self) -> Result<&mut Connection, StorageError> {
+        if let Some(lost) = &self.lost {
+            return Err(lost.clone());
+        }
         if self.conn.is_none() {
             self.conn = Some(open_writer(&self.path)?);
         }
         Ok(self.conn.as_mut().expect("connection was just opened"))
+    }
+
+    /// Whether the file at the database's path is still the one the writer has open.
+    /// A file deleted or replaced under the daemon would take commits that vanish at
+    /// the next restart: after a commit and before any answer, this turns them into
+    /// 503s, and keeps failing (health checks included) until a restart.
+    fn check_identity(&mut self) -> Result<(), StorageError> {
+        if let Some(lost) = &self.lost {
+            return Err(lost.clone());
+        }
+        let now = file_identity(&self.path);
+        if now.is_some() && now == self.identity {
+            return Ok(());
+        }
+        let what = if now.is_none() { "deleted" } else { "replaced" };
+        let e = StorageError(format!(
+            "database file {} was {what} while calltrackd had it open; nothing more is stored until calltrackd restarts and opens the file that is there now (restore the file or restart calltrackd)",
+            self.path.display()
+        ));
+        log::error!("{e}");
+        self.conn = None;
+        self.lost = Some(e.clone());
+        Err(e)
     }
 
     fn write_batch(&mut self, writes: Vec<Pending>) {
@@ -637,7 +760,8 @@ impl Writer {
         let size = writes.len();
         let result = self
             .connection()
-            .and_then(|conn| apply_batch(conn, &rules, &writes));
+            .and_then(|conn| apply_batch(conn, &rules, &writes))
+            .and_then(|outcomes| self.check_identity().map(|()| outcomes));
         let ok = result.is_ok();
         match result {
             Ok(outcomes) => {
@@ -670,6 +794,7 @@ impl Writer {
     }
 
     fn check_health(&mut self) -> Result<(), StorageError> {
+        self.check_identity()?;
         let failing = self.failing;
         let result = self.connection().and_then(|conn| {
             if conn.is_readonly(rusqlite::MAIN_DB)? {
