@@ -3,7 +3,8 @@ The call rules: where a call's state is decided.
 
 A call row is a pure function of the distinct requests stored for its `CallSid` (and the
 rules in force), so the order, number and repetition of Twilio's requests cannot change
-the result: [`derive()`] is re-run over all of a call's events whenever one arrives. The
+the result. The events are folded into a [`Summary`] (kept with the call row, so each
+new request is folded in at a constant cost), and [`Summary::decide`] applies the
 contract's rules, in one place:
 
 - tracking number `To` (inbound) or `From` (outbound); `caller` the other side;
@@ -19,6 +20,8 @@ contract's rules, in one place:
 What a stored call was decided with (user, source, threshold) is kept: a `SIGHUP` that
 changes the rules applies to calls decided from then on.
 */
+
+use serde::{Deserialize, Serialize};
 
 use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind, is_final_status, is_outbound_direction};
@@ -117,152 +120,247 @@ fn status_rank(s: &str) -> u8 {
     }
 }
 
-fn first_nonempty<'a>(events: &'a [&Event], f: impl Fn(&'a Facts) -> &'a str) -> String {
-    events
-        .iter()
-        .map(|e| f(&e.facts))
-        .find(|s| !s.is_empty())
-        .unwrap_or("")
-        .to_owned()
+/// The first non-empty value of a field, by event id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct First {
+    id: i64,
+    v: String,
+}
+
+impl First {
+    fn offer(&mut self, id: i64, v: &str) {
+        if !v.is_empty() && (self.v.is_empty() || id < self.id) {
+            self.id = id;
+            self.v = v.to_owned();
+        }
+    }
+}
+
+/// The latest `CallStatus` by rank, then `SequenceNumber`, then time, then arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Latest {
+    key: (u8, i64, i64, i64),
+    status: String,
+}
+
+/// The final status callback that counts: by `SequenceNumber`, time, arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Final {
+    key: (i64, i64, i64),
+    status: String,
+    time: i64,
+    call_duration: Option<i64>,
+}
+
+/// The latest `<Dial action>` result, by arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Dialed {
+    id: i64,
+    status: String,
+    duration: Option<i64>,
+}
+
+/// Everything the rules need from a call's events, folded one event at a time.
+///
+/// Adding events in any order gives the same summary (every field is a minimum, a
+/// maximum, or a flag), so the writer keeps it with the call row and folds each new
+/// request into it: storing a request costs the same whether its call has 3 events or
+/// 6,000. [`derive()`] folds a whole list the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    first_id: Option<i64>,
+    call_sid: String,
+    first_received_at: i64,
+    direction: First,
+    from: First,
+    to: First,
+    from_city: First,
+    from_state: First,
+    to_city: First,
+    to_state: First,
+    caller_name: First,
+    latest: Option<Latest>,
+    final_ev: Option<Final>,
+    first_final_id: Option<i64>,
+    max_call_duration: Option<i64>,
+    min_start: Option<i64>,
+    dial: Option<Dialed>,
+    answered_with_dial: bool,
+    first_hangup_id: Option<i64>,
+}
+
+fn min_opt(a: Option<i64>, b: i64) -> Option<i64> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+impl Summary {
+    /// Folds one event in (`outbound-dial` legs are not part of the call row).
+    pub fn add(&mut self, e: &Event) {
+        let f = &e.facts;
+        if f.is_child_leg() {
+            return;
+        }
+        if self.first_id.is_none_or(|id| e.id < id) {
+            self.first_id = Some(e.id);
+            self.call_sid = f.call_sid.clone();
+            self.first_received_at = e.received_at;
+        }
+        self.direction.offer(e.id, &f.direction);
+        self.from.offer(e.id, &f.from);
+        self.to.offer(e.id, &f.to);
+        self.from_city.offer(e.id, &f.from_city);
+        self.from_state.offer(e.id, &f.from_state);
+        self.to_city.offer(e.id, &f.to_city);
+        self.to_state.offer(e.id, &f.to_state);
+        self.caller_name.offer(e.id, &f.caller_name);
+        let seq = f.sequence_number.unwrap_or(-1);
+        if let Some(st) = &f.call_status {
+            let key = (status_rank(st), seq, e.time(), e.id);
+            if self.latest.as_ref().is_none_or(|l| key > l.key) {
+                self.latest = Some(Latest {
+                    key,
+                    status: st.clone(),
+                });
+            }
+            if is_final_status(st) {
+                let key = (seq, e.time(), e.id);
+                if self.final_ev.as_ref().is_none_or(|x| key > x.key) {
+                    self.final_ev = Some(Final {
+                        key,
+                        status: st.clone(),
+                        time: e.time(),
+                        call_duration: f.call_duration,
+                    });
+                }
+                self.first_final_id = min_opt(self.first_final_id, e.id);
+            }
+        }
+        if let Some(d) = f.call_duration {
+            self.max_call_duration = Some(self.max_call_duration.map_or(d, |m| m.max(d)));
+        }
+        self.min_start = min_opt(self.min_start, e.start_bound());
+        if let Some(ds) = &f.dial_call_status
+            && self.dial.as_ref().is_none_or(|d| e.id > d.id)
+        {
+            self.dial = Some(Dialed {
+                id: e.id,
+                status: ds.clone(),
+                duration: f.dial_call_duration,
+            });
+        }
+        if e.kind == Kind::Incoming {
+            match e.answer {
+                Answer::Dial => self.answered_with_dial = true,
+                Answer::Hangup => self.first_hangup_id = min_opt(self.first_hangup_id, e.id),
+                Answer::Ack => {}
+            }
+        }
+    }
+
+    /// The call row the rules give; `None` before any request of the call itself.
+    pub fn decide(&self, rules: &Rules, decided: Option<&Decided>) -> Option<Call> {
+        self.first_id?;
+        let direction = self.direction.v.clone();
+        let outbound = is_outbound_direction(&direction);
+        let pick = |inbound: &First, outbound_f: &First| {
+            if outbound { outbound_f } else { inbound }.v.clone()
+        };
+        let tracking_number = pick(&self.to, &self.from);
+        let caller = pick(&self.from, &self.to);
+        let caller_city = pick(&self.from_city, &self.to_city);
+        let caller_state = pick(&self.from_state, &self.to_state);
+
+        let (user, source) = match decided {
+            Some(d) => (d.user.clone(), d.source.clone()),
+            None => rules
+                .number(&tracking_number)
+                .map(|n| (n.user.clone(), n.source.clone()))
+                .unwrap_or_default(),
+        };
+        let status = self
+            .latest
+            .as_ref()
+            .map(|l| l.status.clone())
+            .unwrap_or_default();
+        let final_ev = self.final_ev.as_ref();
+        let final_status = final_ev.map(|e| e.status.as_str());
+        let duration_seconds = final_ev
+            .and_then(|e| e.call_duration)
+            .or(self.max_call_duration);
+        let ended_at = final_ev.map(|e| e.time);
+        let mut started_at = self.min_start.unwrap_or(self.first_received_at);
+        if let (Some(end), Some(d)) = (ended_at, final_ev.and_then(|e| e.call_duration)) {
+            started_at = started_at.min(end - d);
+        }
+
+        let forwarded = self.dial.is_some() || self.answered_with_dial;
+        let (answered, talk_seconds) = if forwarded {
+            match &self.dial {
+                Some(d) => {
+                    let ok = d.status == "completed";
+                    (Some(ok), Some(if ok { d.duration.unwrap_or(0) } else { 0 }))
+                }
+                None => match final_status {
+                    Some(s) if s != "completed" => (Some(false), Some(0)),
+                    _ => (None, None),
+                },
+            }
+        } else {
+            match final_status {
+                Some(s) => {
+                    let hung_up_first = self
+                        .first_hangup_id
+                        .zip(self.first_final_id)
+                        .is_some_and(|(h, f)| h < f);
+                    let ok = s == "completed" && !hung_up_first;
+                    (
+                        Some(ok),
+                        Some(if ok { duration_seconds.unwrap_or(0) } else { 0 }),
+                    )
+                }
+                None => (None, None),
+            }
+        };
+
+        let min_duration_seconds = answered.map(|_| {
+            decided
+                .and_then(|d| d.min_duration_seconds)
+                .unwrap_or(rules.min_duration_seconds)
+        });
+        let qualified = answered
+            .map(|a| a && talk_seconds.unwrap_or(0) >= min_duration_seconds.unwrap_or(0) as i64);
+
+        Some(Call {
+            call_sid: self.call_sid.clone(),
+            user,
+            tracking_number,
+            source,
+            caller,
+            caller_name: self.caller_name.v.clone(),
+            caller_city,
+            caller_state,
+            direction,
+            status,
+            answered,
+            qualified,
+            duration_seconds,
+            talk_seconds,
+            started_at,
+            ended_at,
+            forwarded,
+            min_duration_seconds,
+        })
+    }
 }
 
 /// Derives the call row from its events (any order; duplicates already removed).
 /// `None` when there is nothing to derive (no event, or only `outbound-dial` legs).
 pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Option<Call> {
-    let mut evs: Vec<&Event> = events.iter().filter(|e| !e.facts.is_child_leg()).collect();
-    evs.sort_by_key(|e| e.id);
-    let first = evs.first()?;
-
-    let direction = first_nonempty(&evs, |f| &f.direction);
-    let outbound = is_outbound_direction(&direction);
-    let pick = |inbound: fn(&Facts) -> &str, outbound_f: fn(&Facts) -> &str| {
-        first_nonempty(&evs, if outbound { outbound_f } else { inbound })
-    };
-    let tracking_number = pick(|f| &f.to, |f| &f.from);
-    let caller = pick(|f| &f.from, |f| &f.to);
-    let caller_city = pick(|f| &f.from_city, |f| &f.to_city);
-    let caller_state = pick(|f| &f.from_state, |f| &f.to_state);
-    let caller_name = first_nonempty(&evs, |f| &f.caller_name);
-
-    let (user, source) = match decided {
-        Some(d) => (d.user.clone(), d.source.clone()),
-        None => rules
-            .number(&tracking_number)
-            .map(|n| (n.user.clone(), n.source.clone()))
-            .unwrap_or_default(),
-    };
-
-    // Latest status by rank, then SequenceNumber, then time, then arrival.
-    let status = evs
-        .iter()
-        .filter_map(|e| e.facts.call_status.as_deref().map(|s| (e, s)))
-        .max_by_key(|(e, s)| {
-            (
-                status_rank(s),
-                e.facts.sequence_number.unwrap_or(-1),
-                e.time(),
-                e.id,
-            )
-        })
-        .map(|(_, s)| s.to_owned())
-        .unwrap_or_default();
-
-    let finals: Vec<&&Event> = evs
-        .iter()
-        .filter(|e| e.facts.call_status.as_deref().is_some_and(is_final_status))
-        .collect();
-    let final_ev = finals
-        .iter()
-        .max_by_key(|e| (e.facts.sequence_number.unwrap_or(-1), e.time(), e.id))
-        .copied();
-    let first_final_id = finals.iter().map(|e| e.id).min();
-
-    let duration_seconds = final_ev
-        .and_then(|e| e.facts.call_duration)
-        .or_else(|| evs.iter().filter_map(|e| e.facts.call_duration).max());
-    let ended_at = final_ev.map(|e| e.time());
-
-    let mut started_at = evs
-        .iter()
-        .map(|e| e.start_bound())
-        .min()
-        .unwrap_or(first.received_at);
-    if let (Some(end), Some(d)) = (ended_at, final_ev.and_then(|e| e.facts.call_duration)) {
-        started_at = started_at.min(end - d);
+    let mut summary = Summary::default();
+    for e in events {
+        summary.add(e);
     }
-
-    let dial = evs
-        .iter()
-        .filter(|e| e.facts.dial_call_status.is_some())
-        .max_by_key(|e| e.id);
-    let forwarded = dial.is_some()
-        || evs
-            .iter()
-            .any(|e| e.kind == Kind::Incoming && e.answer == Answer::Dial);
-    let final_status = final_ev.and_then(|e| e.facts.call_status.as_deref());
-
-    let (answered, talk_seconds) = if forwarded {
-        match dial {
-            Some(d) => {
-                let ok = d.facts.dial_call_status.as_deref() == Some("completed");
-                let talk = if ok {
-                    d.facts.dial_call_duration.unwrap_or(0)
-                } else {
-                    0
-                };
-                (Some(ok), Some(talk))
-            }
-            None => match final_status {
-                Some(s) if s != "completed" => (Some(false), Some(0)),
-                _ => (None, None),
-            },
-        }
-    } else {
-        match final_status {
-            Some(s) => {
-                let hung_up_first = evs.iter().any(|e| {
-                    e.kind == Kind::Incoming
-                        && e.answer == Answer::Hangup
-                        && first_final_id.is_some_and(|f| e.id < f)
-                });
-                let ok = s == "completed" && !hung_up_first;
-                (
-                    Some(ok),
-                    Some(if ok { duration_seconds.unwrap_or(0) } else { 0 }),
-                )
-            }
-            None => (None, None),
-        }
-    };
-
-    let min_duration_seconds = answered.map(|_| {
-        decided
-            .and_then(|d| d.min_duration_seconds)
-            .unwrap_or(rules.min_duration_seconds)
-    });
-    let qualified = answered
-        .map(|a| a && talk_seconds.unwrap_or(0) >= min_duration_seconds.unwrap_or(0) as i64);
-
-    Some(Call {
-        call_sid: first.facts.call_sid.clone(),
-        user,
-        tracking_number,
-        source,
-        caller,
-        caller_name,
-        caller_city,
-        caller_state,
-        direction,
-        status,
-        answered,
-        qualified,
-        duration_seconds,
-        talk_seconds,
-        started_at,
-        ended_at,
-        forwarded,
-        min_duration_seconds,
-    })
+    summary.decide(rules, decided)
 }
 
 #[cfg(test)]

@@ -367,10 +367,7 @@ pub fn backup(config: &Path, dest: &Path) -> Result<String, CliError> {
         .suffix(".partial")
         .tempfile_in(dir)
         .map_err(|e| {
-            storage::StorageError(format!(
-                "cannot create a file in {}: {e}",
-                dir.display()
-            ))
+            storage::StorageError(format!("cannot create a file in {}: {e}", dir.display()))
         })
         .and_then(|tmp| {
             let calls = storage::backup_into(&cfg.storage_path, tmp.path())?;

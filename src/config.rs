@@ -402,7 +402,10 @@ impl Loader<'_> {
                     )));
                 }
                 // Trimmed like a token read from a file.
-                Ok(Some((Secret::new(v.trim().to_owned()), format!("[{table}] {key}"))))
+                Ok(Some((
+                    Secret::new(v.trim().to_owned()),
+                    format!("[{table}] {key}"),
+                )))
             }
             (None, Some(f)) => {
                 let path = self.resolve(&f);

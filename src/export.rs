@@ -362,7 +362,10 @@ pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
     let mut chars = s.chars();
     let risky = match chars.next() {
         Some(c) if is_trigger(c) => true,
-        Some(c) if is_invisible_lead(c) => s.chars().find(|c| !is_invisible_lead(*c)).is_some_and(is_trigger),
+        Some(c) if is_invisible_lead(c) => s
+            .chars()
+            .find(|c| !is_invisible_lead(*c))
+            .is_some_and(is_trigger),
         _ => false,
     };
     if risky && !is_plain_phone(s) {
@@ -382,7 +385,9 @@ fn push_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a str>)
         if i > 0 {
             out.push(b',');
         }
-        if f.bytes().any(|b| matches!(b, b',' | b';' | b'"' | b'\r' | b'\n')) {
+        if f.bytes()
+            .any(|b| matches!(b, b',' | b';' | b'"' | b'\r' | b'\n'))
+        {
             out.push(b'"');
             for b in f.bytes() {
                 if b == b'"' {

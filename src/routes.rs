@@ -213,6 +213,15 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
         ));
     }
 
+    if let Err(why) = twilio::check_known(&params) {
+        log::warn!("webhook: signed request with {why}: 400");
+        return Err(reject(
+            app,
+            400,
+            MetricOutcome::BadRequest,
+            &format!("bad request: {why}"),
+        ));
+    }
     let Some(facts) = Facts::from_params(&params) else {
         log::warn!("webhook: signed request without CallSid: 400");
         return Err(reject(

@@ -14,10 +14,11 @@ writer reopens its connection, so a database made writable again (space freed,
 permissions fixed) recovers by itself. A checkpoint thread copies the WAL back into the
 database file on its own connection, so no commit waits for that.
 
-Each request is stored verbatim in `events`; the `calls` row of its `CallSid` is then
-re-derived from all of that call's distinct events by [`crate::calls::derive()`].
-Duplicates (same path, query and parameters) are stored as events marked
-`duplicate_of` and change nothing else.
+Each request is stored verbatim in `events`; the `calls` row of its `CallSid` keeps the
+call's distinct events folded into a [`crate::calls::Summary`], into which each new
+request is folded before the rules decide the row again. Duplicates (same path, query
+and set of parameters, found through an index by content hash) are stored as events
+marked `duplicate_of` and change nothing else.
 
 Rows are keyed by a call id, the id of the first event of the `CallSid` (table `sids`
 maps one to the other), not by the random `CallSid` itself: new events, calls and index
@@ -34,12 +35,12 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::calls::{self, Call, Decided};
+use crate::calls::{self, Call, Decided, Summary};
 use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind, Params};
 
 /// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -178,6 +179,13 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE events;
     ALTER TABLE events_v2 RENAME TO events;
     CREATE INDEX events_by_call ON events(call_id, id);",
+    // 2 -> 3: the call row keeps its events folded (`state`, a calls::Summary as JSON;
+    // NULL until the call's next request rebuilds it from its events), so a request
+    // is stored without re-reading its call's earlier events; a repeat is found through
+    // the index by its content hash rather than by reading them.
+    "ALTER TABLE calls ADD COLUMN state TEXT;
+    DROP INDEX events_by_call;
+    CREATE INDEX events_by_call ON events(call_id, content_sha256);",
 ];
 
 /// How many queued requests one transaction takes at most.
@@ -231,13 +239,16 @@ pub struct NewEvent {
     pub idempotency_token: Option<String>,
 }
 
-/// What makes two requests the same request: path, query and parameters (in any order).
+/// What makes two requests the same request: path, query and the set of distinct
+/// name/value pairs, in any order, as the signature sees them (it ignores a repeated
+/// pair too), so repeating a pair cannot turn a replay into a new request.
 pub fn content_hash(path: &str, params: &Params) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(path.as_bytes());
     h.update([0]);
     let mut pairs: Vec<&(String, String)> = params.0.iter().collect();
     pairs.sort();
+    pairs.dedup();
     for (k, v) in pairs {
         h.update((k.len() as u64).to_le_bytes());
         h.update(k.as_bytes());
@@ -882,8 +893,10 @@ fn apply_batch(
     Ok(outcomes)
 }
 
-/// Stores one request: the lookup of its CallSid, one read of the call's earlier
-/// requests (which also tells a repeat), the event row, and the re-derived call row.
+/// Stores one request: the lookup of its CallSid, the index lookup that tells a
+/// repeat, the event row, and the call row with this request folded into its summary.
+/// Nothing here reads the call's earlier events (except once for a row stored before
+/// schema 3), so the cost does not grow with their number.
 fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome, StorageError> {
     let hash = ev.content_sha256;
     let sid = &ev.facts.call_sid;
@@ -891,18 +904,21 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
         .prepare_cached("SELECT call_id FROM sids WHERE call_sid = ?1")?
         .query_row([sid], |r| r.get(0))
         .optional()?;
-    let (call_id, mut events, id) = match known {
+    let (call_id, id) = match known {
         Some(call_id) => {
-            let events = load_events(conn, call_id)?;
-            let original = events
-                .iter()
-                .find(|(_, h)| h[..] == hash[..])
-                .map(|(e, _)| e.id);
+            let original: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM events
+                     WHERE call_id = ?1 AND content_sha256 = ?2 AND duplicate_of IS NULL
+                     LIMIT 1",
+                )?
+                .query_row(params![call_id, &hash[..]], |r| r.get(0))
+                .optional()?;
             let id = insert_event(conn, ev, None, call_id, original)?;
             if original.is_some() {
                 return Ok(Outcome::Duplicate);
             }
-            (call_id, events, id)
+            (call_id, id)
         }
         None => {
             // The first request of this CallSid: its event's id becomes the call id, so
@@ -913,46 +929,60 @@ fn apply_one(conn: &Connection, rules: &Rules, ev: &NewEvent) -> Result<Outcome,
             insert_event(conn, ev, Some(id), id, None)?;
             conn.prepare_cached("INSERT INTO sids (call_sid, call_id) VALUES (?1, ?2)")?
                 .execute(params![sid, id])?;
-            (id, Vec::new(), id)
+            (id, id)
         }
     };
     if ev.facts.is_child_leg() {
         return Ok(Outcome::ChildLeg);
     }
-    events.push((
-        calls::Event {
-            id,
-            received_at: ev.received_ms.div_euclid(1000),
-            kind: ev.kind,
-            answer: ev.answer,
-            facts: ev.facts.clone(),
-        },
-        hash.to_vec(),
-    ));
-    // A call row exists only once a request of the call itself (not a dial leg) was
-    // stored; before that there is nothing to look up.
-    let had_row = events[..events.len() - 1]
-        .iter()
-        .any(|(e, _)| !e.facts.is_child_leg());
-    let events: Vec<calls::Event> = events.into_iter().map(|(e, _)| e).collect();
-    let decided: Option<Decided> = if had_row {
-        conn.prepare_cached("SELECT user, source, min_duration_seconds FROM calls WHERE id = ?1")?
-            .query_row([call_id], |r| {
-                Ok(Decided {
+    let row: Option<(Decided, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT user, source, min_duration_seconds, state FROM calls WHERE id = ?1",
+        )?
+        .query_row([call_id], |r| {
+            Ok((
+                Decided {
                     user: r.get(0)?,
                     source: r.get(1)?,
                     min_duration_seconds: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                })
-            })
-            .optional()?
-    } else {
-        None
+                },
+                r.get(3)?,
+            ))
+        })
+        .optional()?;
+    let kept = row
+        .as_ref()
+        .and_then(|(_, state)| state.as_deref())
+        .and_then(|json| serde_json::from_str::<Summary>(json).ok());
+    // A new call starts empty; a row from before schema 3, or a CallSid whose earlier
+    // requests were all dial legs, folds its stored events once. Folding is idempotent,
+    // so the event just inserted may be folded twice.
+    let mut summary = match kept {
+        Some(s) => s,
+        None if known.is_none() => Summary::default(),
+        None => {
+            let mut s = Summary::default();
+            for e in load_events(conn, call_id)? {
+                s.add(&e);
+            }
+            s
+        }
     };
+    summary.add(&calls::Event {
+        id,
+        received_at: ev.received_ms.div_euclid(1000),
+        kind: ev.kind,
+        answer: ev.answer,
+        facts: ev.facts.clone(),
+    });
+    let decided = row.map(|(d, _)| d);
     let new_call = decided.is_none();
-    let Some(call) = calls::derive(&events, rules, decided.as_ref()) else {
+    let Some(call) = summary.decide(rules, decided.as_ref()) else {
         return Ok(Outcome::ChildLeg);
     };
-    upsert_call(conn, call_id, &call)?;
+    let state = serde_json::to_string(&summary)
+        .map_err(|e| StorageError(format!("cannot encode the call summary: {e}")))?;
+    upsert_call(conn, call_id, &call, &state)?;
     Ok(Outcome::Stored {
         call: Box::new(call),
         new_call,
@@ -1026,16 +1056,12 @@ fn answer_from_str(s: &str) -> Answer {
     }
 }
 
-/// The distinct events of one call, with their content hashes. (No `ORDER BY`: with it,
-/// this SQLite build re-prepares the statement on every run; `derive` sorts by id.)
-fn load_events(
-    conn: &Connection,
-    call_id: i64,
-) -> Result<Vec<(calls::Event, Vec<u8>)>, StorageError> {
+/// The distinct events of one call, in no particular order (the fold needs none).
+fn load_events(conn: &Connection, call_id: i64) -> Result<Vec<calls::Event>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
                 sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
-                caller_name, from_city, from_state, to_city, to_state, content_sha256, call_sid
+                caller_name, from_city, from_state, to_city, to_state, call_sid
          FROM events WHERE call_id = ?1 AND duplicate_of IS NULL",
     )?;
     let rows = stmt.query_map([call_id], |r| {
@@ -1045,7 +1071,7 @@ fn load_events(
             kind: kind_from_str(&r.get::<_, String>(2)?),
             answer: answer_from_str(&r.get::<_, String>(3)?),
             facts: Facts {
-                call_sid: r.get(19)?,
+                call_sid: r.get(18)?,
                 direction: r.get(4)?,
                 from: r.get(5)?,
                 to: r.get(6)?,
@@ -1062,18 +1088,18 @@ fn load_events(
                 to_state: r.get(17)?,
             },
         };
-        Ok((event, r.get::<_, Vec<u8>>(18)?))
+        Ok(event)
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn upsert_call(conn: &Connection, call_id: i64, c: &Call) -> Result<(), StorageError> {
+fn upsert_call(conn: &Connection, call_id: i64, c: &Call, state: &str) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO calls (id, call_sid, user, tracking_number, source, caller, caller_name,
             caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
-            talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at)
+            talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20)
+            ?19, ?20, ?21)
          ON CONFLICT(id) DO UPDATE SET
             user = excluded.user, tracking_number = excluded.tracking_number,
             source = excluded.source, caller = excluded.caller, caller_name = excluded.caller_name,
@@ -1083,7 +1109,7 @@ fn upsert_call(conn: &Connection, call_id: i64, c: &Call) -> Result<(), StorageE
             duration_seconds = excluded.duration_seconds, talk_seconds = excluded.talk_seconds,
             started_at = excluded.started_at, ended_at = excluded.ended_at,
             forwarded = excluded.forwarded, min_duration_seconds = excluded.min_duration_seconds,
-            updated_at = excluded.updated_at",
+            updated_at = excluded.updated_at, state = excluded.state",
     )?
     .execute(params![
         call_id,
@@ -1106,6 +1132,7 @@ fn upsert_call(conn: &Connection, call_id: i64, c: &Call) -> Result<(), StorageE
         c.forwarded,
         c.min_duration_seconds.map(|v| v as i64),
         now_rfc3339_ms(),
+        state,
     ])?;
     Ok(())
 }

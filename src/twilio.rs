@@ -150,6 +150,120 @@ pub fn parse_json(body: &[u8]) -> Result<Params, String> {
     Ok(Params(out))
 }
 
+/// What a known Twilio parameter's value must look like.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// An id: this prefix, then letters, digits or `-`, at most 64 in all, holding no
+    /// other parameter's name (what a shifted name/value boundary looks like).
+    Sid(&'static str),
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A count: decimal digits only.
+    Digits,
+    /// A time Twilio writes (RFC 2822, or RFC 3339).
+    Time,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// Lower-case words joined by `-`.
+    Word,
+}
+
+const CALL_STATUSES: &[&str] = &[
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "answered",
+    "completed",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+    "cancelled",
+];
+
+/// Twilio's parameters whose values calltrackd relies on, and their shapes.
+const KNOWN: &[(&str, Shape)] = &[
+    ("CallSid", Shape::Sid("CA")),
+    ("ParentCallSid", Shape::Sid("CA")),
+    ("AccountSid", Shape::Sid("AC")),
+    ("CallStatus", Shape::OneOf(CALL_STATUSES)),
+    ("DialCallStatus", Shape::OneOf(CALL_STATUSES)),
+    (
+        "Direction",
+        Shape::OneOf(&[
+            "inbound",
+            "outbound-api",
+            "outbound-dial",
+            "trunking-terminating",
+            "trunking-originating",
+        ]),
+    ),
+    ("CallDuration", Shape::Digits),
+    ("DialCallDuration", Shape::Digits),
+    ("Duration", Shape::Digits),
+    ("RecordingDuration", Shape::Digits),
+    ("SequenceNumber", Shape::Digits),
+    ("Timestamp", Shape::Time),
+    ("ApiVersion", Shape::Date),
+    ("CallbackSource", Shape::Word),
+];
+
+fn fits(shape: Shape, v: &str) -> bool {
+    match shape {
+        Shape::Sid(prefix) => {
+            v.len() <= 64
+                && v.strip_prefix(prefix).is_some_and(|rest| {
+                    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+                && !KNOWN.iter().any(|(name, _)| v.contains(name))
+        }
+        Shape::OneOf(words) => words.contains(&v),
+        Shape::Digits => (1..=10).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()),
+        Shape::Time => parse_timestamp(v).is_some(),
+        Shape::Date => {
+            v.len() == 10
+                && v.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
+        }
+        Shape::Word => {
+            (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        }
+    }
+}
+
+/// Checks the values of Twilio's known parameters: an empty value counts as absent,
+/// anything else must have its parameter's shape, and a known parameter must not come
+/// twice with different values. Unknown parameters pass as they are (Twilio adds new
+/// ones). A signature covers the concatenation of names and values, so moving the
+/// boundary between a name and its value keeps a captured signature valid; the shapes
+/// make such a shifted request fail here instead of becoming a new event.
+pub fn check_known(p: &Params) -> Result<(), String> {
+    for (name, shape) in KNOWN {
+        let mut seen: Option<&str> = None;
+        for (k, v) in &p.0 {
+            if k != name || v.is_empty() {
+                continue;
+            }
+            if seen.is_some_and(|s| s != v) {
+                return Err(format!(
+                    "parameter {name} appears twice with different values"
+                ));
+            }
+            seen = Some(v);
+            if !fits(*shape, v) {
+                return Err(format!("parameter {name} has a malformed value"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which request this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

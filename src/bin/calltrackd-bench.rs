@@ -624,7 +624,7 @@ fn export(o: &Opts) -> Result<(), String> {
              INSERT INTO calls SELECT i, printf('CA%032d', i), 'acme-plumbing', '+18005551212', 'Google Ads',
                 '+1415555' || printf('%04d', i % 10000), 'JOHN SMITH', 'SAN FRANCISCO', 'CA', 'inbound',
                 'completed', 1, i % 3 > 0, 60 + i % 300, 40 + i % 200, 1767225600 + i * 30,
-                1767225660 + i * 30, 1, 30, 'now' FROM n;
+                1767225660 + i * 30, 1, 30, 'now', NULL FROM n;
              COMMIT;"
         ))
         .map_err(|e| e.to_string())?;

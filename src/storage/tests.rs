@@ -103,7 +103,7 @@ fn a_schema_1_database_is_migrated_and_keeps_working() {
     let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get::<_, String>(0)).unwrap() };
     assert_eq!(
         one("SELECT CAST(user_version AS TEXT) FROM pragma_user_version"),
-        "2"
+        SCHEMA_VERSION.to_string()
     );
     assert_eq!(one("PRAGMA integrity_check"), "ok");
     assert_eq!(

@@ -606,7 +606,7 @@ fn a_client_that_goes_away_mid_download_breaks_nothing() {
         c.execute_batch(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
              INSERT INTO calls SELECT 1000000 + i, 'CAbulk' || i, 'bulk', '+18005551212', 'x', '+14155550100', 'NAME', 'C', 'S',
-                'inbound', 'completed', 1, 1, 60, 50, 1700000000 + i, 1700000060 + i, 1, 30, 'now' FROM n;",
+                'inbound', 'completed', 1, 1, 60, 50, 1700000000 + i, 1700000060 + i, 1, 30, 'now', NULL FROM n;",
         )
         .unwrap();
     }
