@@ -1056,8 +1056,17 @@ fn answer_from_str(s: &str) -> Answer {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times a call's events were read back on this thread (tests check that
+    /// storing a request does not, so its cost cannot grow with them).
+    static EVENT_LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The distinct events of one call, in no particular order (the fold needs none).
 fn load_events(conn: &Connection, call_id: i64) -> Result<Vec<calls::Event>, StorageError> {
+    #[cfg(test)]
+    EVENT_LOADS.with(|n| n.set(n.get() + 1));
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
                 sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,

@@ -59,6 +59,7 @@ pub(super) fn serve(stream: &TcpStream, slot: &Slot, shared: &Shared) {
         let head_only = *req.method() == super::Method::Head;
         let body_unread = req.body().is_err();
         let response = handle(shared, &mut req);
+        slot.set(Phase::Writing);
         let close = !framing.keep_alive
             || body_unread
             || shared.stopping()

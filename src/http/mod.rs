@@ -21,8 +21,10 @@ writes the answer, and only then reads the next request. So:
 
 The listener ([`server`]) bounds open connections to [`Limits::max_connections`]: at the
 limit, a new connection takes the place of the connection that has waited longest
-without a request being handled (an idle or trickling one), so a flood of idle
-connections cannot keep a real callback out. Errors from `accept()` (out of file
+without a request being handled (an idle or trickling one, or one whose answer has
+been stuck for 2 s behind a client that does not read), so a flood of connections
+cannot keep a real callback out. Each connection's kernel send buffer is fixed at
+256 KiB, so a client that stops reading blocks our writes soon, not after megabytes. Errors from `accept()` (out of file
 descriptors or memory) are logged and retried with a backoff; they never stop the
 listener.
 
@@ -73,7 +75,7 @@ impl Limits {
             workers,
             idle: Duration::from_secs(5),
             request_time: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             drain: Duration::from_secs(10),
         }
     }

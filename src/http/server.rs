@@ -52,9 +52,18 @@ pub(super) enum Phase {
     Idle,
     /// A request is arriving.
     Receiving,
-    /// A request is being handled or answered: never cut for room.
+    /// A request is being handled: never cut for room.
     Busy,
+    /// An answer is being written: cut for room once it has taken [`WRITE_GRACE`], as
+    /// a client that does not read would hold its place until the write timeout.
+    Writing,
 }
+
+/// How long an answer may take to write before its connection may be cut for room.
+const WRITE_GRACE: Duration = Duration::from_secs(2);
+/// Kernel send buffer of a connection: fixed (no autotuning to megabytes), so a client
+/// that stops reading blocks our writes soon and the write timeout can see it.
+const SEND_BUFFER: usize = 256 * 1024;
 
 struct Entry {
     stream: Arc<TcpStream>,
@@ -127,13 +136,17 @@ impl Shared {
         self.closed.notify_all();
     }
 
-    /// Closes the connection that has waited longest without a request being handled,
-    /// if there is one. Its thread sees the end of the stream and leaves.
+    /// Closes the connection that has waited longest without a request being handled
+    /// (or has been stuck writing an answer longest), if there is one. Its thread sees the end of the stream and leaves.
     fn evict_oldest(&self, conns: &mut Conns) -> bool {
         let victim = conns
             .map
             .iter()
-            .filter(|(_, e)| e.phase != Phase::Busy)
+            .filter(|(_, e)| match e.phase {
+                Phase::Idle | Phase::Receiving => true,
+                Phase::Writing => e.since.elapsed() >= WRITE_GRACE,
+                Phase::Busy => false,
+            })
             .min_by_key(|(_, e)| e.since)
             .map(|(id, _)| *id);
         let Some(id) = victim else { return false };
@@ -146,6 +159,7 @@ impl Shared {
 
     /// Gives an accepted connection its thread, making room first when at the limit.
     fn admit(self: &Arc<Self>, stream: TcpStream) {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let stream = Arc::new(stream);
         let id = {
             let mut conns = lock(&self.conns);

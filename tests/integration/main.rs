@@ -5,6 +5,7 @@ mod support;
 mod backup;
 mod cli;
 mod export;
+mod hostile;
 mod properties;
 mod resilience;
 mod systemd;

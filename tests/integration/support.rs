@@ -22,8 +22,11 @@ pub const TRACKING_NO_FORWARD: &str = "+18005550100";
 pub const SHOP: &str = "+15558675309";
 pub const CALLER: &str = "+14155550100";
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_calltrackd")
+/// The binary under test: this build's, or `$CALLTRACKD_TEST_BIN` (to show that a test
+/// fails against an older build, as a test of a fix must).
+pub fn bin() -> String {
+    std::env::var("CALLTRACKD_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_calltrackd").to_owned())
 }
 
 /// The `[[numbers]]` and other sections most tests use; `{db}` is filled in.
