@@ -337,7 +337,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES};
-         PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
+         PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
     ))?;
     migrate(&conn, path)?;
     Ok(conn)
@@ -580,7 +580,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 const WAL_BACKSTOP_PAGES: i64 = 8000;
 
 /// The WAL's size once it is reset after a complete checkpoint (`journal_size_limit`):
-/// bigger than a busy minute needs, so a steady load does not truncate and regrow it.
+/// above what the writer's backstop lets it reach under steady load, so busy periods
+/// reuse the file instead of cutting and regrowing it (a growing file makes every fsync
+/// dearer). Only an outside reader can push it beyond.
+const WAL_LIMIT_BYTES: u64 = 48 * 1024 * 1024;
+/// A WAL bigger than this, with no write for [`WAL_SHRINK_EVERY`], is truncated.
 const WAL_KEEP_BYTES: u64 = 8 * 1024 * 1024;
 /// A WAL this big for [`WAL_WARN_AFTER`] means something holds checkpoints back.
 const WAL_WARN_BYTES: u64 = 64 * 1024 * 1024;
@@ -602,9 +606,9 @@ const WAL_SHRINK_EVERY: Duration = Duration::from_secs(1);
 /// (exports read page by page), but a reader outside calltrackd (an `sqlite3` shell left
 /// in a transaction) keeps any checkpoint from finishing, and the WAL grows meanwhile.
 /// Once that reader is gone, the next write resets the WAL and `journal_size_limit`
-/// cuts it back to [`WAL_KEEP_BYTES`]; when no write comes, this thread truncates it
-/// itself (`wal_checkpoint(TRUNCATE)`, only when that cannot wait on anyone). While it
-/// stays far above normal, a warning says why.
+/// cuts it back to [`WAL_LIMIT_BYTES`]; after a second without writes, this thread
+/// truncates it to nothing (`wal_checkpoint(TRUNCATE)`, only when that cannot wait on
+/// anyone). While it stays far above normal, a warning says why.
 fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut conn: Option<Connection> = None;
@@ -612,15 +616,18 @@ fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
     let mut big_since: Option<Instant> = None;
     let mut warned: Option<Instant> = None;
     loop {
-        let wal = wal_size(path);
-        if wal > WAL_KEEP_BYTES {
+        // Idle: no commit for a while. Only then may the WAL be cut to nothing.
+        let idle = if wal_size(path) > WAL_KEEP_BYTES {
             match pokes.recv_timeout(WAL_SHRINK_EVERY) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) => false,
+                Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         } else if pokes.recv().is_err() {
             return;
-        }
+        } else {
+            false
+        };
         let result = match conn.as_ref() {
             Some(c) => Ok(c),
             None => connect(
@@ -640,9 +647,9 @@ fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .map_err(StorageError::from)?;
-            if busy == 0 && log == copied && wal_size(path) > WAL_KEEP_BYTES {
-                // Everything is copied and the WAL is oversized: cut it to zero, but
-                // never wait for a lock to do so.
+            if idle && busy == 0 && log == copied && wal_size(path) > WAL_KEEP_BYTES {
+                // Idle, everything is copied and the WAL is oversized: cut it to zero,
+                // but never wait for a lock to do so.
                 c.busy_timeout(Duration::ZERO)?;
                 let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                     r.get::<_, i64>(0)

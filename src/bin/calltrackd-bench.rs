@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! calltrackd-bench ingest [--connections 16] [--requests 20000] [--workers 8] [--flask]
+//!                         [--binary PATH]
 //!     bare tiny_http server vs calltrackd (durable), side by side, then checks that
 //!     every acknowledged call is stored exactly once; RSS idle and under load; with
-//!     --flask, also the Flask + Twilio SDK handler in tests/baseline (needs gunicorn)
+//!     --flask, also the Flask + Twilio SDK handler in tests/baseline (needs gunicorn);
+//!     with --binary, the calltrackd measured is that build (e.g. the previous one)
 //! calltrackd-bench fire --url URL --token TOKEN [--connections N] [--requests N] [--db FILE]
 //!     the load alone, against any URL (another implementation, a proxy); with --db,
 //!     verifies calltrackd's database afterwards
@@ -345,7 +347,14 @@ fn report(name: &str, r: &LoadResult) {
 
 // ------------------------------------------------------------------ ingest
 
+/// `ingest --binary PATH`: measure another build (e.g. the previous one) against the
+/// same baselines.
+static OTHER_BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn sibling_binary() -> Result<PathBuf, String> {
+    if let Some(other) = OTHER_BINARY.get() {
+        return Ok(other.clone());
+    }
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin = me.with_file_name("calltrackd");
     if bin.exists() {
@@ -486,6 +495,9 @@ fn listening_port(pid: u32) -> Option<SocketAddr> {
 }
 
 fn ingest(o: &Opts) -> Result<(), String> {
+    if let Some(b) = o.get("binary") {
+        let _ = OTHER_BINARY.set(PathBuf::from(b));
+    }
     let conns = o.num("connections", 16);
     let n = o.num("requests", 20_000);
     let workers = o.num("workers", 8);

@@ -40,9 +40,10 @@ struct Framing {
 pub(super) fn serve(stream: &TcpStream, slot: &Slot, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.limits.write_timeout));
+    let mut socket = Socket::new(stream);
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let (mut req, framing) = match read_request(stream, &mut buf, slot, shared) {
+        let (mut req, framing) = match read_request(&mut socket, &mut buf, slot, shared) {
             Ok(r) => r,
             Err(Stop::Quiet) => return,
             Err(Stop::Refuse(status, text)) => {
@@ -114,22 +115,46 @@ fn handle(shared: &Shared, req: &mut Request) -> Response {
     })
 }
 
-/// Reads bytes into `buf` until `deadline`. `Ok(0)` is the end of the stream.
-fn read_some(stream: &TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
+/// A connection's socket and the read timeout last set on it (one system call saved
+/// per request: most requests arrive in one read, after an idle wait whose timeout
+/// stays the same).
+pub(super) struct Socket<'a> {
+    pub(super) stream: &'a TcpStream,
+    timeout: Option<Duration>,
+}
+
+impl<'a> Socket<'a> {
+    pub(super) fn new(stream: &'a TcpStream) -> Socket<'a> {
+        Socket {
+            stream,
+            timeout: None,
+        }
     }
-    stream.set_read_timeout(Some(left))?;
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let mut reader = stream;
-    let result = reader.read(&mut buf[start..]);
-    buf.truncate(start + *result.as_ref().unwrap_or(&0));
-    result.map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
-        _ => e,
-    })
+
+    /// Reads bytes into `buf`, waiting at most `wait`. `Ok(0)` is the end of the stream.
+    fn read_some(&mut self, buf: &mut Vec<u8>, wait: Duration) -> io::Result<usize> {
+        if wait.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        if self.timeout != Some(wait) {
+            self.stream.set_read_timeout(Some(wait))?;
+            self.timeout = Some(wait);
+        }
+        let start = buf.len();
+        buf.resize(start + READ_CHUNK, 0);
+        let mut reader = self.stream;
+        let result = reader.read(&mut buf[start..]);
+        buf.truncate(start + *result.as_ref().unwrap_or(&0));
+        result.map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
+            _ => e,
+        })
+    }
+
+    /// Like [`Socket::read_some`], until an instant.
+    fn read_until(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
+        self.read_some(buf, deadline.saturating_duration_since(Instant::now()))
+    }
 }
 
 /// Where the head ends (after its blank line), if it is complete. A LF not preceded by
@@ -152,7 +177,7 @@ fn head_end(buf: &[u8]) -> Result<Option<usize>, Stop> {
 /// Reads one complete request: head within the size limit, body by `Content-Length`
 /// within the body limit, all within the time limits.
 fn read_request(
-    stream: &TcpStream,
+    socket: &mut Socket,
     buf: &mut Vec<u8>,
     slot: &Slot,
     shared: &Shared,
@@ -161,7 +186,6 @@ fn read_request(
     if shared.stopping() && buf.is_empty() {
         return Err(Stop::Quiet);
     }
-    let idle_until = Instant::now() + limits.idle;
     let mut started = (!buf.is_empty()).then(Instant::now);
     slot.set(if started.is_some() {
         Phase::Receiving
@@ -187,8 +211,11 @@ fn read_request(
         if buf.len() > limits.max_head {
             return Err(Stop::Refuse(431, "request header fields too large"));
         }
-        let deadline = started.map_or(idle_until, |t| t + limits.request_time);
-        match read_some(stream, buf, deadline) {
+        let read = match started {
+            None => socket.read_some(buf, limits.idle),
+            Some(t) => socket.read_until(buf, t + limits.request_time),
+        };
+        match read {
             Ok(0) => return Err(Stop::Quiet),
             Ok(_) => {
                 if started.is_none() {
@@ -288,13 +315,13 @@ fn read_request(
     } else {
         let total = head_len + length as usize;
         if expect_continue && length > 0 && buf.len() < total {
-            let mut w = stream;
+            let mut w = socket.stream;
             if w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
                 return Err(Stop::Quiet);
             }
         }
         while buf.len() < total {
-            match read_some(stream, buf, started + limits.request_time) {
+            match socket.read_until(buf, started + limits.request_time) {
                 Ok(0) => return Err(Stop::Quiet),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -414,9 +441,10 @@ fn linger(stream: &TcpStream) {
     let until = Instant::now() + LINGER_TIME;
     let mut drained = 0;
     let mut sink = Vec::new();
+    let mut socket = Socket::new(stream);
     while drained < LINGER_BYTES {
         sink.clear();
-        match read_some(stream, &mut sink, until) {
+        match socket.read_until(&mut sink, until) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }

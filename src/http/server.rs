@@ -65,10 +65,27 @@ const WRITE_GRACE: Duration = Duration::from_secs(2);
 /// that stops reading blocks our writes soon and the write timeout can see it.
 const SEND_BUFFER: usize = 256 * 1024;
 
+/// What a connection is doing and since when, written by its thread without a lock.
+pub(super) struct State {
+    phase: std::sync::atomic::AtomicU8,
+    /// Milliseconds since the listener started.
+    since_ms: AtomicU64,
+}
+
+impl State {
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Idle,
+            1 => Phase::Receiving,
+            2 => Phase::Busy,
+            _ => Phase::Writing,
+        }
+    }
+}
+
 struct Entry {
     stream: Arc<TcpStream>,
-    phase: Phase,
-    since: Instant,
+    state: Arc<State>,
 }
 
 #[derive(Default)]
@@ -119,6 +136,8 @@ pub(super) struct Shared {
     conns: Mutex<Conns>,
     /// Signalled whenever a connection closes.
     closed: Condvar,
+    /// When the listener started: connection times are kept relative to it.
+    epoch: Instant,
 }
 
 impl Shared {
@@ -139,16 +158,25 @@ impl Shared {
     /// Closes the connection that has waited longest without a request being handled
     /// (or has been stuck writing an answer longest), if there is one. Its thread sees the end of the stream and leaves.
     fn evict_oldest(&self, conns: &mut Conns) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let grace = WRITE_GRACE.as_millis() as u64;
         let victim = conns
             .map
             .iter()
-            .filter(|(_, e)| match e.phase {
+            .map(|(id, e)| {
+                (
+                    id,
+                    e.state.phase(),
+                    e.state.since_ms.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, phase, since)| match phase {
                 Phase::Idle | Phase::Receiving => true,
-                Phase::Writing => e.since.elapsed() >= WRITE_GRACE,
+                Phase::Writing => now.saturating_sub(*since) >= grace,
                 Phase::Busy => false,
             })
-            .min_by_key(|(_, e)| e.since)
-            .map(|(id, _)| *id);
+            .min_by_key(|(_, _, since)| *since)
+            .map(|(id, _, _)| *id);
         let Some(id) = victim else { return false };
         if let Some(e) = conns.map.remove(&id) {
             let _ = e.stream.shutdown(Shutdown::Both);
@@ -161,6 +189,10 @@ impl Shared {
     fn admit(self: &Arc<Self>, stream: TcpStream) {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let stream = Arc::new(stream);
+        let state = Arc::new(State {
+            phase: std::sync::atomic::AtomicU8::new(0),
+            since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+        });
         let id = {
             let mut conns = lock(&self.conns);
             while conns.map.len() >= self.limits.max_connections {
@@ -183,8 +215,7 @@ impl Shared {
                 id,
                 Entry {
                     stream: Arc::clone(&stream),
-                    phase: Phase::Idle,
-                    since: Instant::now(),
+                    state: Arc::clone(&state),
                 },
             );
             self.stats
@@ -203,14 +234,11 @@ impl Shared {
                     shared: &shared,
                     id,
                 };
-                conn::serve(
-                    &stream,
-                    &Slot {
-                        shared: &shared,
-                        id,
-                    },
-                    &shared,
-                );
+                let slot = Slot {
+                    state,
+                    epoch: shared.epoch,
+                };
+                conn::serve(&stream, &slot, &shared);
             });
         if let Err(e) = spawned {
             self.remove(id);
@@ -232,19 +260,26 @@ impl Drop for Gone<'_> {
 }
 
 /// A connection's place in the table, through which it says what it is doing.
-pub(super) struct Slot<'a> {
-    shared: &'a Shared,
-    id: u64,
+pub(super) struct Slot {
+    state: Arc<State>,
+    epoch: Instant,
 }
 
-impl Slot<'_> {
+impl Slot {
     pub(super) fn set(&self, phase: Phase) {
-        let mut conns = lock(&self.shared.conns);
-        if let Some(e) = conns.map.get_mut(&self.id)
-            && e.phase != phase
-        {
-            e.phase = phase;
-            e.since = Instant::now();
+        if self.state.phase() != phase {
+            self.state
+                .since_ms
+                .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            self.state.phase.store(
+                match phase {
+                    Phase::Idle => 0,
+                    Phase::Receiving => 1,
+                    Phase::Busy => 2,
+                    Phase::Writing => 3,
+                },
+                Ordering::Relaxed,
+            );
         }
     }
 }
@@ -304,6 +339,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
             closed: Condvar::new(),
+            epoch: Instant::now(),
         });
         let accept_shared = Arc::clone(&shared);
         let listener = self.listener;
@@ -384,7 +420,7 @@ impl Running {
         let cut = |only_idle: bool| {
             let conns = lock(&shared.conns);
             for e in conns.map.values() {
-                if !only_idle || e.phase == Phase::Idle {
+                if !only_idle || e.state.phase() == Phase::Idle {
                     let _ = e.stream.shutdown(Shutdown::Both);
                 }
             }
