@@ -128,6 +128,10 @@ struct First {
 }
 
 impl First {
+    fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
     fn offer(&mut self, id: i64, v: &str) {
         if !v.is_empty() && (self.v.is_empty() || id < self.id) {
             self.id = id;
@@ -165,27 +169,47 @@ struct Dialed {
 /// Adding events in any order gives the same summary (every field is a minimum, a
 /// maximum, or a flag), so the writer keeps it with the call row and folds each new
 /// request into it: storing a request costs the same whether its call has 3 events or
-/// 6,000. [`derive()`] folds a whole list the same way.
+/// 6,000. [`derive()`] folds a whole list the same way. Stored as compact JSON (short
+/// names, empty fields left out): it is written with every request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    #[serde(rename = "i", skip_serializing_if = "Option::is_none", default)]
     first_id: Option<i64>,
+    #[serde(rename = "sid", default)]
     call_sid: String,
+    #[serde(rename = "rcv", default)]
     first_received_at: i64,
+    #[serde(rename = "dir", skip_serializing_if = "First::is_empty", default)]
     direction: First,
+    #[serde(rename = "f", skip_serializing_if = "First::is_empty", default)]
     from: First,
+    #[serde(rename = "t", skip_serializing_if = "First::is_empty", default)]
     to: First,
+    #[serde(rename = "fc", skip_serializing_if = "First::is_empty", default)]
     from_city: First,
+    #[serde(rename = "fs", skip_serializing_if = "First::is_empty", default)]
     from_state: First,
+    #[serde(rename = "tc", skip_serializing_if = "First::is_empty", default)]
     to_city: First,
+    #[serde(rename = "ts", skip_serializing_if = "First::is_empty", default)]
     to_state: First,
+    #[serde(rename = "cn", skip_serializing_if = "First::is_empty", default)]
     caller_name: First,
+    #[serde(rename = "st", skip_serializing_if = "Option::is_none", default)]
     latest: Option<Latest>,
+    #[serde(rename = "fin", skip_serializing_if = "Option::is_none", default)]
     final_ev: Option<Final>,
+    #[serde(rename = "ffi", skip_serializing_if = "Option::is_none", default)]
     first_final_id: Option<i64>,
+    #[serde(rename = "mcd", skip_serializing_if = "Option::is_none", default)]
     max_call_duration: Option<i64>,
+    #[serde(rename = "ms", skip_serializing_if = "Option::is_none", default)]
     min_start: Option<i64>,
+    #[serde(rename = "dl", skip_serializing_if = "Option::is_none", default)]
     dial: Option<Dialed>,
+    #[serde(rename = "awd", skip_serializing_if = "std::ops::Not::not", default)]
     answered_with_dial: bool,
+    #[serde(rename = "fhi", skip_serializing_if = "Option::is_none", default)]
     first_hangup_id: Option<i64>,
 }
 
