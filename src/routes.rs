@@ -18,7 +18,7 @@ use crate::http::{BodyError, Method, Reply, Request, Response};
 use crate::logging::escaped;
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
-use crate::storage::{self, NewEvent, Outcome, StorageError, Store, now_ms};
+use crate::storage::{self, Health, NewEvent, Outcome, StorageError, Store, now_ms};
 use crate::twilio::{self, Answer, BodyType, EMPTY_TWIML, Facts, Kind};
 
 /// The webhook path Twilio posts to.
@@ -99,15 +99,26 @@ pub fn handle(app: &App, req: &mut Request) -> Reply {
     Reply::Now(response)
 }
 
+/// `200 ok` only when a webhook would be stored and answered now. The answer goes the
+/// way a webhook's does (listener, connection thread, writer queue), so getting one at
+/// all proves those; the systemd watchdog reads the body of a `503`
+/// ([`HEALTH_RESTART`]: restart me; else: wait, a restart would not help).
 fn healthz(app: &App) -> Response {
     match app.store.health() {
-        Ok(()) => Response::text(200, "ok\n"),
-        Err(e) => {
+        Health::Ok => Response::text(200, "ok\n"),
+        Health::Unavailable(e) => {
             log::warn!("health check failed: {e}");
             Response::text(503, "database unavailable\n")
         }
+        Health::Broken(e) => {
+            log::error!("health check failed, calltrackd needs a restart: {e}");
+            Response::text(503, format!("{HEALTH_RESTART}\n"))
+        }
     }
 }
+
+/// The body of a `503` from `/healthz` that only a restart can cure.
+pub const HEALTH_RESTART: &str = "unhealthy: restart needed";
 
 fn reject(app: &App, status: u16, outcome: MetricOutcome, text: &str) -> Response {
     app.metrics.count_webhook(outcome);

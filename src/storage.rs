@@ -290,7 +290,20 @@ fn answer(done: Done, result: Result<Outcome, StorageError>) {
 
 enum Msg {
     Write(Box<NewEvent>, Done),
-    Health(SyncSender<Result<(), StorageError>>),
+    Health(SyncSender<Health>),
+}
+
+/// What a health check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// A webhook would be stored now.
+    Ok,
+    /// Storage refuses writes for now (disk full, read-only, locked); calltrackd recovers
+    /// by itself once the cause is gone, and a restart would not help.
+    Unavailable(StorageError),
+    /// calltrackd cannot recover without a restart: the writer thread is stuck or gone,
+    /// or the database file was deleted or replaced.
+    Broken(StorageError),
 }
 
 /// Handle to the writer thread. Cheap to share; dropping the last one stops the writer
@@ -535,17 +548,19 @@ impl Store {
     }
 
     /// Whether the database can take writes right now.
-    pub fn health(&self) -> Result<(), StorageError> {
+    /// Whether a webhook would be stored right now: asked of the writer thread itself,
+    /// through its queue, like a webhook.
+    pub fn health(&self) -> Health {
         let (reply_tx, reply_rx) = sync_channel(1);
-        self.tx
-            .send(Msg::Health(reply_tx))
-            .map_err(|_| StorageError("the writer thread has stopped".into()))?;
-        reply_rx.recv_timeout(HEALTH_WAIT).map_err(|_| {
-            StorageError(format!(
+        if self.tx.send(Msg::Health(reply_tx)).is_err() {
+            return Health::Broken(StorageError("the writer thread has stopped".into()));
+        }
+        reply_rx.recv_timeout(HEALTH_WAIT).unwrap_or_else(|_| {
+            Health::Broken(StorageError(format!(
                 "the writer thread did not answer within {} s",
                 HEALTH_WAIT.as_secs()
-            ))
-        })?
+            )))
+        })
     }
 }
 
@@ -717,7 +732,11 @@ impl Writer {
                 }
             }
             if !health.is_empty() {
-                let result = self.check_health();
+                let result = match self.check_health() {
+                    Ok(()) => Health::Ok,
+                    Err(e) if self.lost.is_some() => Health::Broken(e),
+                    Err(e) => Health::Unavailable(e),
+                };
                 for reply in health {
                     let _ = reply.send(result.clone());
                 }

@@ -3,10 +3,11 @@ systemd integration without a crate: `sd_notify` over `$NOTIFY_SOCKET` and the w
 
 `READY=1` is sent once the listener and the database are up, `STOPPING=1` on shutdown.
 When the unit sets `WatchdogSec=`, a thread sends `WATCHDOG=1` at half that interval, but
-only after a real `GET /healthz` over the daemon's own listener got an answer: a
-listener that died (or a worker pool that hangs) gets the daemon restarted by systemd.
-Any answer counts, `503` included: a full disk is not fixed by a restart, and a restart
-loop would only make systemd give up on the service.
+only after a real `GET /healthz` over the daemon's own listener was answered `200`, or
+`503` for a cause a restart cannot cure (a full disk, a read-only or locked database:
+calltrackd recovers by itself once it is gone, while a restart loop would only make
+systemd give up on the service). No answer, or a `503` that says a restart is needed (a
+stuck writer, a database file deleted or replaced), and systemd restarts calltrackd.
 */
 
 use std::io::{Read, Write};
@@ -50,7 +51,8 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// One `GET /healthz` over our own listener; true when any HTTP answer comes back.
+/// One `GET /healthz` over our own listener; true when calltrackd should be left
+/// running: `200`, or a `503` that does not ask for a restart.
 pub fn probe(addr: SocketAddr, timeout: Duration) -> bool {
     let mut target = addr;
     if target.ip().is_unspecified() {
@@ -70,8 +72,15 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> bool {
     {
         return false;
     }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    let mut answer = Vec::new();
+    if s.take(4096).read_to_end(&mut answer).is_err() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&answer);
+    if text.starts_with("HTTP/1.1 200 ") {
+        return true;
+    }
+    text.starts_with("HTTP/1.1 503 ") && !text.contains(crate::routes::HEALTH_RESTART)
 }
 
 /// Starts the watchdog thread when systemd asked for one.
@@ -87,7 +96,7 @@ pub fn start_watchdog(addr: SocketAddr, stopping: Arc<AtomicBool>) {
                 if probe(addr, period.min(Duration::from_secs(5))) {
                     notify("WATCHDOG=1");
                 } else {
-                    log::error!("watchdog: GET /healthz on {addr} got no answer; systemd will restart calltrackd if this persists");
+                    log::error!("watchdog: GET /healthz on {addr} got no answer, or one asking for a restart; systemd will restart calltrackd if this persists");
                 }
                 std::thread::sleep(period);
             }

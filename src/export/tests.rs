@@ -14,6 +14,25 @@ fn cells_are_neutralised_but_phones_kept() {
     assert_eq!(safe_cell("\rx"), "'\rx");
     assert_eq!(safe_cell("JOHN SMITH"), "JOHN SMITH");
     assert_eq!(safe_cell(""), "");
+    // Invisible characters before a trigger, and the fullwidth and small forms.
+    for hidden in [
+        " =1+1",
+        "\u{a0}=1+1",
+        "\u{feff}=1+1",
+        "\u{200b}@SUM(A1)",
+        "  \u{2060}-2",
+        "\u{ff1d}1+1",
+        "\u{ff0b}1",
+        "\u{ff0d}1",
+        "\u{ff20}A1",
+        "\u{fe62}1",
+        "\u{2212}1",
+    ] {
+        assert_eq!(safe_cell(hidden), format!("'{hidden}"), "{hidden:?}");
+    }
+    // White space before harmless text stays as it is.
+    assert_eq!(safe_cell(" JOHN"), " JOHN");
+    assert_eq!(safe_cell("\u{a0}"), "\u{a0}");
 }
 
 #[test]
@@ -113,4 +132,32 @@ fn share_links_verify_and_refuse_edits() {
             .from
             .is_some()
     );
+}
+
+#[test]
+fn fields_with_semicolons_are_quoted_like_commas() {
+    let mut out = Vec::new();
+    push_record(
+        &mut out,
+        ["a", "b;=cmd|' /C calc'!A0", "c,d", "say \"hi\"", "x\ny", ""],
+    );
+    assert_eq!(
+        String::from_utf8(out.clone()).unwrap(),
+        "a,\"b;=cmd|' /C calc'!A0\",\"c,d\",\"say \"\"hi\"\"\",\"x\ny\",\r\n"
+    );
+    // An independent RFC 4180 reader gives the fields back; a field read on its own by
+    // a reader that splits on semicolons (and honours quotes) stays one field.
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&out[..]);
+    let rec = r.records().next().unwrap().unwrap();
+    assert_eq!(rec.get(1), Some("b;=cmd|' /C calc'!A0"));
+    let mut field = Vec::new();
+    push_record(&mut field, ["b;=cmd|' /C calc'!A0"]);
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(b';')
+        .from_reader(&field[..]);
+    let rec = r.records().next().unwrap().unwrap();
+    assert_eq!(rec.len(), 1);
 }

@@ -410,6 +410,16 @@ impl Notify {
         }
     }
 
+    /// The next notification within `wait`, if any.
+    pub fn next_within(&self, wait: std::time::Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(wait)).unwrap();
+        let got = self.next();
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        got
+    }
+
     /// The next notification; `None` after 10 s without one.
     pub fn next(&self) -> Option<String> {
         let mut buf = [0u8; 512];

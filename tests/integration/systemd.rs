@@ -87,3 +87,50 @@ fn a_panicking_handler_gets_500_and_the_worker_lives_on() {
     }
     running.stop();
 }
+
+#[test]
+fn the_watchdog_stops_only_when_a_restart_would_help() {
+    let env = Env::new(&base_config(""));
+    let notify = Notify::new(&env);
+    let d = Daemon::start(
+        &env,
+        vec![
+            ("NOTIFY_SOCKET", notify.path.clone()),
+            ("WATCHDOG_USEC", "400000".into()),
+        ],
+    );
+    assert_eq!(notify.next().as_deref(), Some("READY=1"));
+    assert_eq!(notify.next().as_deref(), Some("WATCHDOG=1"));
+    // The database file is deleted: /healthz says a restart is needed, and the watchdog
+    // stops pinging so that systemd restarts calltrackd.
+    std::fs::remove_file(env.db()).unwrap();
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAwd1", TRACKING))).status,
+        503
+    );
+    let r = get(d.addr, "/healthz", &[]);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (503, "unhealthy: restart needed\n")
+    );
+    // Pings already on their way may still come; then none for a second and a half.
+    let settle = std::time::Instant::now();
+    while notify
+        .next_within(std::time::Duration::from_millis(300))
+        .is_some()
+    {
+        assert!(
+            settle.elapsed() < std::time::Duration::from_secs(3),
+            "the watchdog keeps pinging"
+        );
+    }
+    assert_eq!(
+        notify.next_within(std::time::Duration::from_millis(1500)),
+        None
+    );
+    assert!(
+        d.log_text().contains("watchdog: GET /healthz"),
+        "{}",
+        d.log_text()
+    );
+}
