@@ -156,7 +156,9 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
         m.stop();
     }
     drop(on_fatal);
-    // The last handle to the store: the writer finishes its queue and closes the file.
+    // The writer stores what is queued and closes the file, even if a connection thread
+    // cut at the end of the drain still holds a handle.
+    app.store.shutdown();
     drop(app);
     let _ = writer.join();
     if result.is_ok() {

@@ -291,6 +291,8 @@ fn answer(done: Done, result: Result<Outcome, StorageError>) {
 enum Msg {
     Write(Box<NewEvent>, Done),
     Health(SyncSender<Health>),
+    /// Store what came before, then stop (even while other handles remain).
+    Stop,
 }
 
 /// What a health check found.
@@ -548,6 +550,13 @@ impl Store {
     }
 
     /// Whether the database can take writes right now.
+    /// Asks the writer to store what is queued before this call and stop, even while
+    /// other handles (a connection thread still finishing) remain; what they submit
+    /// afterwards is answered as a storage failure.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+
     /// Whether a webhook would be stored right now: asked of the writer thread itself,
     /// through its queue, like a webhook.
     pub fn health(&self) -> Health {
@@ -710,7 +719,8 @@ fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
-        while let Ok(first) = rx.recv() {
+        let mut stop = false;
+        while !stop && let Ok(first) = rx.recv() {
             let mut writes = Vec::new();
             let mut health = Vec::new();
             let mut next = Some(first);
@@ -718,6 +728,10 @@ impl Writer {
                 match m {
                     Msg::Write(ev, done) => writes.push((ev, done)),
                     Msg::Health(reply) => health.push(reply),
+                    Msg::Stop => {
+                        stop = true;
+                        break;
+                    }
                 }
                 if writes.len() < MAX_BATCH {
                     next = rx.try_recv().ok();

@@ -331,8 +331,12 @@ fn read_request(
             }
         }
         let body = buf[head_len..total].to_vec();
-        // What follows (a pipelined request) stays for the next round.
+        // What follows (a pipelined request) stays for the next round; a buffer grown by
+        // a large request does not stay large for the connection's life.
         buf.drain(..total);
+        if buf.capacity() > 2 * READ_CHUNK {
+            buf.shrink_to(READ_CHUNK.max(buf.len()));
+        }
         Ok(body)
     };
     if body.is_err() {

@@ -505,7 +505,11 @@ fn a_database_deleted_under_the_daemon_is_noticed_before_the_next_200() {
     assert_eq!(timed_post(&d, "CAdel1").0, 200);
     std::fs::remove_file(env.db()).unwrap();
     assert_eq!(timed_post(&d, "CAdel2").0, 503);
-    assert!(d.log_text().contains("was deleted"), "{}", d.log_text());
+    assert!(
+        d.wait_log("was deleted", Duration::from_secs(10)),
+        "{}",
+        d.log_text()
+    );
     assert_eq!(get(d.addr, "/healthz", &[]).status, 503);
     assert_eq!(timed_post(&d, "CAdel3").0, 503);
     drop(d);
@@ -524,7 +528,11 @@ fn a_database_deleted_under_the_daemon_is_noticed_before_the_next_200() {
     assert_eq!(o.status.code(), Some(0));
     std::fs::rename(&copy, env.db()).unwrap();
     assert_eq!(timed_post(&d, "CArep2").0, 503);
-    assert!(d.log_text().contains("was replaced"), "{}", d.log_text());
+    assert!(
+        d.wait_log("was replaced", Duration::from_secs(10)),
+        "{}",
+        d.log_text()
+    );
     assert_eq!(get(d.addr, "/healthz", &[]).status, 503);
 }
 

@@ -114,7 +114,7 @@ fn sigterm_and_sigint_drain_in_flight_requests_and_exit_0() {
             other.iter().all(|c| *c != 500 && *c != 503),
             "signal {sig}: {other:?}"
         );
-        assert!(d.log_text().contains("stopped cleanly"));
+        assert!(d.wait_log("stopped cleanly", Duration::from_secs(10)));
         // Closed cleanly: no WAL left behind.
         assert!(!env.dir.path().join("calls.db-wal").exists());
         assert_sound_with(&env.db(), &acked, &format!("after signal {sig}"));

@@ -129,7 +129,7 @@ fn the_watchdog_stops_only_when_a_restart_would_help() {
         None
     );
     assert!(
-        d.log_text().contains("watchdog: GET /healthz"),
+        d.wait_log("watchdog: GET /healthz", std::time::Duration::from_secs(10)),
         "{}",
         d.log_text()
     );

@@ -57,10 +57,10 @@ fn forwarded_call_is_answered_and_qualified() {
     assert_eq!(row.started_at, unix(T));
     assert_eq!(row.ended_at, Some(unix(T) + 57));
     assert_eq!(count(&env.db(), "SELECT count(*) FROM events"), 3);
-    assert!(
-        d.log_text()
-            .contains("stored status callback for call CAfwd1")
-    );
+    assert!(d.wait_log(
+        "stored status callback for call CAfwd1",
+        std::time::Duration::from_secs(10)
+    ));
     assert_eq!(d.stop(), Some(0));
 }
 
@@ -601,7 +601,11 @@ fn read_only_database_answers_503_then_recovers() {
         events,
         "nothing half-stored"
     );
-    assert!(d.log_text().contains("read-only"), "{}", d.log_text());
+    assert!(
+        d.wait_log("read-only", std::time::Duration::from_secs(10)),
+        "{}",
+        d.log_text()
+    );
     // Twilio retries while it is still read-only.
     let r = post(
         &d,
