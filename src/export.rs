@@ -810,20 +810,26 @@ fn checked_filters(s: &Settings, req: &Request) -> Result<(Format, Filters), Res
     Ok((format, filters))
 }
 
+/// A `200` download: its type, how the browser should take it, and the stream.
+fn download(content_type: &str, disposition: &str, body: Box<dyn Read + Send>) -> Response {
+    Response {
+        status: 200,
+        headers: vec![
+            ("Content-Type".into(), content_type.into()),
+            ("Content-Disposition".into(), disposition.into()),
+            ("Cache-Control".into(), "no-store".into()),
+        ],
+        body: Body::Stream(body),
+    }
+}
+
 fn csv_response(s: &Settings, filters: Filters) -> Response {
     match CsvStream::open(&s.db_path, filters, s.timezone) {
-        Ok(stream) => Response {
-            status: 200,
-            headers: vec![
-                ("Content-Type".into(), "text/csv; charset=utf-8".into()),
-                (
-                    "Content-Disposition".into(),
-                    "inline; filename=\"calls.csv\"".into(),
-                ),
-                ("Cache-Control".into(), "no-store".into()),
-            ],
-            body: Body::Stream(Box::new(stream)),
-        },
+        Ok(stream) => download(
+            "text/csv; charset=utf-8",
+            "inline; filename=\"calls.csv\"",
+            Box::new(stream),
+        ),
         Err(e) => {
             log::error!("export: {e}: 503");
             Response::text(503, "database unavailable\n")
@@ -833,21 +839,11 @@ fn csv_response(s: &Settings, filters: Filters) -> Response {
 
 fn xlsx_response(s: &Settings, filters: Filters) -> Response {
     match xlsx_tempfile(s, filters) {
-        Ok(file) => Response {
-            status: 200,
-            headers: vec![
-                (
-                    "Content-Type".into(),
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
-                ),
-                (
-                    "Content-Disposition".into(),
-                    "attachment; filename=\"calls.xlsx\"".into(),
-                ),
-                ("Cache-Control".into(), "no-store".into()),
-            ],
-            body: Body::Stream(Box::new(file)),
-        },
+        Ok(file) => download(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "attachment; filename=\"calls.xlsx\"",
+            Box::new(file),
+        ),
         Err(e) => {
             log::error!("export: {e}: 503");
             Response::text(503, "export unavailable\n")
