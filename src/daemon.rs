@@ -40,7 +40,6 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     let (store, writer) = Store::start(
         &cfg.storage_path,
-        Arc::clone(&rules),
         Arc::clone(&metrics) as Arc<dyn BatchObserver>,
     )
     .map_err(|e| e.to_string())?;

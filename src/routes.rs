@@ -265,12 +265,12 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
                 }
                 None => {
                     log::warn!(
-                        "call {}: tracking number {} has no forward_to, so the caller is hung up on",
+                        "call {}: tracking number {tracking} {}, so the caller is hung up on",
                         facts.call_sid,
                         if rules.number(tracking).is_some() {
-                            "(configured)"
+                            "has no forward_to"
                         } else {
-                            "(not in [[numbers]])"
+                            "is not in [[numbers]] (add it to give its calls a user and a forward_to)"
                         }
                     );
                     (Answer::Hangup, EMPTY_TWIML.to_owned())
@@ -279,7 +279,6 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
         }
         _ => (Answer::Ack, EMPTY_TWIML.to_owned()),
     };
-    drop(rules);
 
     let event = NewEvent {
         received_ms,
@@ -292,6 +291,8 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
         content_type,
         body,
         idempotency_token: req.header("I-Twilio-Idempotency-Token").map(str::to_owned),
+        // The row is decided with the rules the TwiML was: one snapshot per request.
+        rules,
     };
     Ok(Accepted { event, twiml })
 }
@@ -344,7 +345,8 @@ fn answer_stored(
                     metrics.count_webhook(MetricOutcome::Stored);
                     if *new_call && call.user.is_empty() {
                         log::warn!(
-                            "call {call_sid}: tracking number is not in [[numbers]]; recorded with an empty user"
+                            "call {call_sid}: tracking number {} is not in [[numbers]]; recorded with an empty user (add the number to config and reload)",
+                            call.tracking_number
                         );
                     }
                     log::info!(

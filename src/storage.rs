@@ -27,8 +27,8 @@ call's first request touches a random place (its `sids` entry).
 */
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,9 @@ pub struct NewEvent {
     pub answer: Answer,
     /// The facts the call rules use.
     pub facts: Facts,
+    /// The numbers and qualification rules this request was answered with: its call row
+    /// is decided with the same ones, even when a reload lands in between.
+    pub rules: Arc<Rules>,
     /// What makes two requests the same request ([`content_hash`]), computed by the
     /// worker so the single writer does not have to.
     pub content_sha256: [u8; 32],
@@ -504,7 +507,6 @@ impl Store {
     /// and writes to it answer errors until it becomes writable.
     pub fn start(
         path: &Path,
-        rules: Arc<RwLock<Arc<Rules>>>,
         observer: Arc<dyn BatchObserver>,
     ) -> Result<(Store, JoinHandle<()>), StorageError> {
         let conn = open_writer(path)?;
@@ -524,7 +526,6 @@ impl Store {
         let writer = Writer {
             path: path.to_path_buf(),
             conn: Some(conn),
-            rules,
             observer,
             failing: false,
             poke: Some(poke),
@@ -576,7 +577,6 @@ impl Store {
 struct Writer {
     path: PathBuf,
     conn: Option<Connection>,
-    rules: Arc<RwLock<Arc<Rules>>>,
     observer: Arc<dyn BatchObserver>,
     /// The last write failed: health checks must prove a write works again.
     failing: bool,
@@ -803,15 +803,10 @@ impl Writer {
 
     fn write_batch(&mut self, writes: Vec<Pending>) {
         let started = Instant::now();
-        let rules = self
-            .rules
-            .read()
-            .map(|r| Arc::clone(&r))
-            .unwrap_or_else(|p| Arc::clone(&p.into_inner()));
         let size = writes.len();
         let result = self
             .connection()
-            .and_then(|conn| apply_batch(conn, &rules, &writes))
+            .and_then(|conn| apply_batch(conn, &writes))
             .and_then(|outcomes| self.check_identity().map(|()| outcomes));
         let ok = result.is_ok();
         match result {
@@ -890,7 +885,6 @@ impl Writer {
 /// them all.
 fn apply_batch(
     conn: &mut Connection,
-    rules: &Rules,
     writes: &[Pending],
 ) -> Result<Vec<Result<Outcome, StorageError>>, StorageError> {
     {
@@ -898,7 +892,7 @@ fn apply_batch(
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut all_ok = true;
         for (ev, _) in writes {
-            match apply_one(&tx, rules, ev) {
+            match apply_one(&tx, &ev.rules, ev) {
                 Ok(o) => outcomes.push(Ok(o)),
                 Err(_) => {
                     all_ok = false;
@@ -916,7 +910,7 @@ fn apply_batch(
     let mut outcomes = Vec::with_capacity(writes.len());
     for (ev, _) in writes {
         let mut sp = tx.savepoint()?;
-        match apply_one(&sp, rules, ev) {
+        match apply_one(&sp, &ev.rules, ev) {
             Ok(outcome) => {
                 sp.commit()?;
                 outcomes.push(Ok(outcome));

@@ -43,6 +43,7 @@ fn event(body: &str, received_ms: i64) -> NewEvent {
         content_type: "application/x-www-form-urlencoded".into(),
         body: body.as_bytes().to_vec(),
         idempotency_token: None,
+        rules: Arc::new(Rules::example()),
     }
 }
 

@@ -462,3 +462,74 @@ fn committed_requests_reach_the_database_file_while_the_daemon_runs() {
     }
     assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
 }
+
+#[test]
+fn a_reload_never_splits_a_request_between_two_rule_sets() {
+    // The same number belongs to "alpha" (ringing A) in one config and to "beta"
+    // (ringing B) in the other; SIGHUP flips between them while calls stream in. Each
+    // call's row must have the user of the config its TwiML came from.
+    let config = |user: &str, shop: &str| {
+        base_config("")
+            .replace("user = \"acme-plumbing\"", &format!("user = \"{user}\""))
+            .replace(
+                &format!("forward_to = \"{SHOP}\""),
+                &format!("forward_to = \"{shop}\""),
+            )
+    };
+    let (a, b) = (
+        config("alpha", "+15550000001"),
+        config("beta", "+15550000002"),
+    );
+    let env = Env::new(&a);
+    let d = env.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = d.addr;
+    let loader = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let url = format!("http://{addr}/call-tracking/webhook");
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 5000 {
+                i += 1;
+                let sid = format!("CArace{i}");
+                let p = incoming(&sid, TRACKING);
+                let body = form_encode(&borrow(&p));
+                let r = request(
+                    addr,
+                    "POST",
+                    "/call-tracking/webhook",
+                    &[
+                        (
+                            "Content-Type",
+                            "application/x-www-form-urlencoded".to_owned(),
+                        ),
+                        ("X-Twilio-Signature", sign(TOKEN, &url, &borrow(&p))),
+                    ],
+                    body.as_bytes(),
+                );
+                assert_eq!(r.status, 200);
+                seen.push((sid, r.text().contains("+15550000001")));
+            }
+            seen
+        })
+    };
+    for k in 0..20 {
+        env.write_config(if k % 2 == 0 { &b } else { &a });
+        d.signal(libc::SIGHUP);
+        let start = Instant::now();
+        while d.log_text().matches("SIGHUP: reloaded").count() < k + 1 {
+            assert!(start.elapsed() < Duration::from_secs(10), "reload {k}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = loader.join().unwrap();
+    let alpha = seen.iter().filter(|(_, a)| *a).count();
+    assert!(alpha > 0 && alpha < seen.len(), "{alpha} of {}", seen.len());
+    for (sid, rang_alpha) in &seen {
+        let row = call_row(&env.db(), sid).unwrap();
+        let want = if *rang_alpha { "alpha" } else { "beta" };
+        assert_eq!(row.user, want, "{sid}");
+    }
+}
