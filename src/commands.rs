@@ -366,18 +366,17 @@ pub fn backup(config: &Path, dest: &Path) -> Result<String, CliError> {
         .prefix(&format!(".{name}."))
         .suffix(".partial")
         .tempfile_in(dir)
-        .map_err(|e| {
-            storage::StorageError(format!("cannot create a file in {}: {e}", dir.display()))
+        .map_err(|e| storage::StorageError::Io {
+            what: format!("cannot create a file in {}", dir.display()),
+            source: std::sync::Arc::new(e),
         })
         .and_then(|tmp| {
             let calls = storage::backup_into(&cfg.storage_path, tmp.path())?;
-            tmp.persist_noclobber(dest).map_err(|e| {
-                storage::StorageError(format!(
-                    "cannot rename into {}: {}",
-                    dest.display(),
-                    e.error
-                ))
-            })?;
+            tmp.persist_noclobber(dest)
+                .map_err(|e| storage::StorageError::Io {
+                    what: format!("cannot rename into {}", dest.display()),
+                    source: std::sync::Arc::new(e.error),
+                })?;
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
             Ok(calls)
         });

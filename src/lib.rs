@@ -13,6 +13,7 @@ Where things happen:
 */
 
 pub mod calls;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -12,13 +12,14 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::clock::now_ms;
 use crate::config::{Rules, Secret};
 use crate::export;
 use crate::http::{BodyError, Method, Reply, Request, Response};
 use crate::logging::escaped;
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
-use crate::storage::{self, Health, NewEvent, Outcome, StorageError, Store, now_ms};
+use crate::storage::{Health, NewEvent, Outcome, StorageError, Store, Trouble};
 use crate::twilio::{self, Answer, BodyType, EMPTY_TWIML, Facts, Kind};
 
 /// The webhook path Twilio posts to.
@@ -285,7 +286,7 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
         kind,
         answer,
         facts,
-        content_sha256: storage::content_hash(req.url(), &params),
+        content_sha256: params.content_hash(req.url()),
         method: "POST".into(),
         path: req.url().to_owned(),
         content_type,
@@ -312,12 +313,9 @@ fn store_then_answer(app: &App, accepted: Accepted, started: Instant) -> Reply {
         }),
     );
     Reply::Later(Box::new(move || {
-        let result = rx.recv_timeout(COMMIT_WAIT).unwrap_or_else(|_| {
-            Err(StorageError(format!(
-                "the writer did not commit within {} s",
-                COMMIT_WAIT.as_secs()
-            )))
-        });
+        let result = rx
+            .recv_timeout(COMMIT_WAIT)
+            .unwrap_or_else(|_| Err(StorageError::WriterStuck(COMMIT_WAIT.as_secs())));
         let response = answer_stored(&metrics, kind, &call_sid, twiml, result);
         metrics.count_response(response.status);
         metrics.observe_webhook_latency(started.elapsed());
@@ -381,7 +379,13 @@ fn answer_stored(
             }
         }
         Err(e) => {
-            log::error!("webhook: call {call_sid} not stored ({e}): 503, Twilio may retry");
+            let why = match e.trouble() {
+                Some(Trouble::Full) => "the disk is full",
+                Some(Trouble::ReadOnly) => "the database is read-only",
+                Some(Trouble::Locked) => "another process holds the database locked",
+                None => "storage failed",
+            };
+            log::error!("webhook: call {call_sid} not stored, {why} ({e}): 503, Twilio may retry");
             metrics.count_webhook(MetricOutcome::StorageError);
             Response::text(503, "storage unavailable, try again later\n")
                 .with_header("Retry-After", "5")

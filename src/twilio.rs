@@ -33,6 +33,28 @@ impl Params {
     }
 }
 
+impl Params {
+    /// What makes two requests the same request: path, query and the set of distinct
+    /// name/value pairs, in any order, as the signature sees them (it ignores a repeated
+    /// pair too), so repeating a pair cannot turn a replay into a new request.
+    pub fn content_hash(&self, path: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(path.as_bytes());
+        h.update([0]);
+        let mut pairs: Vec<&(String, String)> = self.0.iter().collect();
+        pairs.sort();
+        pairs.dedup();
+        for (k, v) in pairs {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
 /// The body types calltrackd accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyType {

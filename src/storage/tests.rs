@@ -1,6 +1,13 @@
 //! Unit tests for `storage`.
 
+use std::path::PathBuf;
+
+use rusqlite::{Connection, params};
+
+use super::rows::{EVENT_LOADS, apply_one, load_events};
+use super::schema::MIGRATIONS;
 use super::*;
+use crate::calls::Summary;
 
 #[test]
 fn newer_schema_is_refused() {
@@ -13,7 +20,7 @@ fn newer_schema_is_refused() {
     c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
         .unwrap();
     drop(c);
-    let e = open_writer(&db).unwrap_err().0;
+    let e = open_writer(&db).unwrap_err().to_string();
     assert!(e.contains("newer than this calltrackd"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -37,7 +44,7 @@ fn event(body: &str, received_ms: i64) -> NewEvent {
         kind: classify(&params),
         answer: Answer::Ack,
         facts: Facts::from_params(&params).unwrap(),
-        content_sha256: content_hash(PATH, &params),
+        content_sha256: params.content_hash(PATH),
         method: "POST".into(),
         path: PATH.into(),
         content_type: "application/x-www-form-urlencoded".into(),

@@ -337,6 +337,12 @@ fn full_disk_answers_503_and_recovers_when_space_returns() {
         }
     }
     assert!(saw_503, "a full disk must answer 503");
+    // Told apart by SQLite's error code, not by a guess.
+    assert!(
+        d.wait_log("not stored, the disk is full", Duration::from_secs(10)),
+        "{}",
+        d.log_text()
+    );
     assert_eq!(get(d.addr, "/healthz", &[]).status, 503);
     let c = rusqlite::Connection::open(&db).unwrap();
     let check: String = c
