@@ -40,7 +40,7 @@ impl CliError {
 
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
-        CliError::usage(e.0)
+        CliError::usage(e.to_string())
     }
 }
 

@@ -24,7 +24,7 @@ fn minimal_config_gets_defaults() {
 fn unknown_key_names_file_line_table_and_key() {
     let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n")
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.starts_with("test.toml: line 3 in [server]:"), "{e}");
     assert!(e.contains("`listn`"), "{e}");
     assert!(e.contains("remove that key"), "{e}");
@@ -38,21 +38,21 @@ fn numbers_are_validated() {
         "{MIN}[[numbers]]\nnumber = \"8005551212\"\nuser = \"a\"\n"
     ))
     .unwrap_err()
-    .0;
+    .to_string();
     assert!(e.contains("not E.164") && e.contains("`number`"), "{e}");
     let e = parse(&format!(
         "{base}[[numbers]]\nnumber = \"+18005551212\"\nuser = \"b\"\n"
     ))
     .unwrap_err()
-    .0;
+    .to_string();
     assert!(e.contains("listed twice"), "{e}");
     let e = parse(&format!("{base}forward_to = \"555\"\n"))
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("`forward_to`"), "{e}");
     let e = parse(&format!("{MIN}[[numbers]]\nnumber = \"+18005551212\"\n"))
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("no `user`"), "{e}");
 }
 
@@ -69,21 +69,23 @@ fn e164() {
 
 #[test]
 fn secrets_rules() {
-    let e = parse("[twilio]\nauth_token = \"\"\n").unwrap_err().0;
+    let e = parse("[twilio]\nauth_token = \"\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`auth_token` is empty"), "{e}");
-    let e = parse("").unwrap_err().0;
+    let e = parse("").unwrap_err().to_string();
     assert!(e.contains("no auth token"), "{e}");
     let e = parse("[twilio]\nauth_token = \"a\"\nauth_token_file = \"/x\"\n")
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("both"), "{e}");
     let e = parse("[twilio]\nauth_token_file = \"/nonexistent/tok\"\n")
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("cannot be read"), "{e}");
     let e = parse(&format!("{MIN}[export]\ntoken = \" \"\n"))
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("[export] `token` is empty"), "{e}");
 }
 
@@ -125,11 +127,11 @@ fn public_url_forms() {
 fn bad_listen_and_timezone() {
     let e = parse(&format!("{MIN}[server]\nlisten = \"localhost\"\n"))
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("`listen`"), "{e}");
     let e = parse(&format!("{MIN}[export]\ntimezone = \"Mars/Base\"\n"))
         .unwrap_err()
-        .0;
+        .to_string();
     assert!(e.contains("`timezone`"), "{e}");
 }
 

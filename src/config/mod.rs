@@ -1,0 +1,344 @@
+/*!
+The configuration file: TOML in, a validated and typed [`Config`] out.
+
+Loading happens in two stages (the ripgrep `LowArgs -> HiArgs` habit): serde reads the
+file into the `Raw*` structs, which reject unknown keys, and [`Config::load`] turns those
+into typed values, resolving secrets from `*_file` keys, `$TWILIO_AUTH_TOKEN`,
+`$CALLTRACKD_EXPORT_TOKEN` and systemd's `$CREDENTIALS_DIRECTORY`. Every error is one
+sentence that names the file, the key and what to write instead.
+
+The parts that `SIGHUP` may change at run time (`[[numbers]]` and `[qualify]`) live in
+[`Rules`], which the server keeps behind a lock so a reload swaps them atomically.
+
+Files: `raw` (the file as serde reads it), `validate` (raw to typed, every check),
+`secrets` (tokens from the file, `*_file`, the environment and systemd credentials),
+`error` (what can go wrong, naming file, key and fix).
+*/
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod error;
+mod raw;
+mod secrets;
+mod validate;
+
+use secrets::holds_inline_secret;
+
+pub use error::ConfigError;
+pub use secrets::Secret;
+pub use validate::{is_e164, split_host_port, validate_public_url};
+
+/// Where `--config` points when neither the flag nor `$CALLTRACKD_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/calltrackd/config.toml";
+/// Default database location outside systemd.
+pub const DEFAULT_DB_PATH: &str = "/var/lib/calltrackd/calls.db";
+/// Default `ring_timeout_seconds`: under the ~25 s at which most mobile voicemail
+/// answers, so a voicemail pickup is not counted as an answered call.
+pub const DEFAULT_RING_TIMEOUT: u32 = 20;
+
+/// One tracking number from `[[numbers]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRule {
+    /// The Twilio number in E.164.
+    pub number: String,
+    /// Whom the calls belong to.
+    pub user: String,
+    /// Marketing source label; empty when not set.
+    pub source: String,
+    /// The shop's real phone, when incoming calls are forwarded.
+    pub forward_to: Option<String>,
+    /// How long `<Dial>` rings before giving up.
+    pub ring_timeout_seconds: u32,
+}
+
+/// The rules `SIGHUP` reloads: the number map and the qualification threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rules {
+    /// Tracking numbers by E.164 number.
+    pub numbers: HashMap<String, NumberRule>,
+    /// Talk time (seconds) an answered call needs to count as qualified.
+    pub min_duration_seconds: u64,
+}
+
+impl Rules {
+    /// The rule for a tracking number, if configured.
+    pub fn number(&self, number: &str) -> Option<&NumberRule> {
+        self.numbers.get(number)
+    }
+
+    /// For unit tests: one forwarded tracking number (+18005551212, user `acme`, source
+    /// `Google Ads`) and a 30 s threshold.
+    #[cfg(test)]
+    pub(crate) fn example() -> Rules {
+        let mut r = Rules {
+            min_duration_seconds: 30,
+            ..Rules::default()
+        };
+        r.numbers.insert(
+            "+18005551212".into(),
+            NumberRule {
+                number: "+18005551212".into(),
+                user: "acme".into(),
+                source: "Google Ads".into(),
+                forward_to: Some("+15558675309".into()),
+                ring_timeout_seconds: 20,
+            },
+        );
+        r
+    }
+}
+
+/// `[server]`, typed.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Main listener (webhook, export, healthz).
+    pub listen: SocketAddr,
+    /// `http(s)://host[:port][/prefix]` without a trailing `/`.
+    pub public_url: Option<String>,
+    /// Optional listener for `/metrics` only.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Request-handling threads.
+    pub workers: usize,
+    /// Bodies above this get 413.
+    pub max_body_bytes: u64,
+    /// Most connections open at once on the main listener.
+    pub max_connections: usize,
+}
+
+/// `[export]`, typed.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// Token for the HTTP export and share links; `None` turns the HTTP export off.
+    pub token: Option<Secret>,
+    /// Zone for `started_at_local` and date filters.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// Which secrets a command needs; the ones it does not need are not read at all, so an
+/// operator can run `export` or `backup` without access to the token files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// The Twilio auth token (`serve`, `check-config`, `sign`).
+    pub auth_token: bool,
+    /// The export token (`serve`, `check-config`, `share-link`).
+    pub export_token: bool,
+}
+
+impl Needs {
+    /// Everything (`serve`, `check-config`).
+    pub const ALL: Needs = Needs {
+        auth_token: true,
+        export_token: true,
+    };
+    /// No secret (`export`, `backup`).
+    pub const NONE: Needs = Needs {
+        auth_token: false,
+        export_token: false,
+    };
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// The SQLite file.
+    pub storage_path: PathBuf,
+    /// The current auth token, then the previous one while rotating.
+    pub auth_tokens: Vec<Secret>,
+    /// Where the auth token came from (for `check-config`; never the value).
+    pub auth_token_origin: String,
+    /// `[export]`.
+    pub export: ExportConfig,
+    /// Numbers and qualification.
+    pub rules: Rules,
+    /// Things worth a warning on start (file modes, numbers without forwarding).
+    pub warnings: Vec<String>,
+}
+
+/// Environment the loader consults; a struct so tests need not touch the process env.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `$TWILIO_AUTH_TOKEN`
+    pub twilio_auth_token: Option<String>,
+    /// `$CALLTRACKD_EXPORT_TOKEN`
+    pub export_token: Option<String>,
+    /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`)
+    pub credentials_directory: Option<PathBuf>,
+    /// `$STATE_DIRECTORY` (systemd `StateDirectory=`)
+    pub state_directory: Option<PathBuf>,
+}
+
+impl Env {
+    /// Reads the variables from the process environment.
+    pub fn from_process() -> Env {
+        let var = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        Env {
+            twilio_auth_token: var("TWILIO_AUTH_TOKEN"),
+            export_token: var("CALLTRACKD_EXPORT_TOKEN"),
+            credentials_directory: var("CREDENTIALS_DIRECTORY")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            // systemd may pass several colon-separated directories; the first is ours.
+            state_directory: var("STATE_DIRECTORY")
+                .and_then(|s| s.split(':').next().map(str::to_owned))
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
+
+/// The config path from `--config`, else `$CALLTRACKD_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        std::env::var_os("CALLTRACKD_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+impl Config {
+    /// Reads and validates the file at `path` with the given environment.
+    pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        Config::load_for(path, env, Needs::ALL)
+    }
+
+    /// Like [`Config::load`], reading only the secrets in `needs`.
+    pub fn load_for(path: &Path, env: &Env, needs: Needs) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            source: Arc::new(e),
+        })?;
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        Config::parse_for(&text, &file, base, env, needs).map(|mut c| {
+            c.path = path.to_path_buf();
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+                && holds_inline_secret(&text)
+            {
+                c.warnings.push(format!(
+                    "{file} holds a secret and is readable by group or others (mode {:o}); run: chmod 600 {file} (or chmod 640 and chgrp it to the service's group)",
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+            c
+        })
+    }
+
+    /// Parses config text; `base` is the folder relative paths resolve against.
+    pub fn parse(text: &str, file: &str, base: &Path, env: &Env) -> Result<Config, ConfigError> {
+        Config::parse_for(text, file, base, env, Needs::ALL)
+    }
+
+    /// A summary for `check-config` and the start-up log: no secret in it.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<14}{v}\n"));
+        line("config", &self.path.display().to_string());
+        line("listen", &self.server.listen.to_string());
+        line(
+            "public_url",
+            self.server
+                .public_url
+                .as_deref()
+                .unwrap_or("(not set: signatures use http:// + the Host header)"),
+        );
+        line(
+            "metrics",
+            &self
+                .server
+                .metrics_listen
+                .map(|a| format!("http://{a}/metrics"))
+                .unwrap_or_else(|| "off".into()),
+        );
+        line("workers", &self.server.workers.to_string());
+        line("max body", &format!("{} bytes", self.server.max_body_bytes));
+        line("max connections", &self.server.max_connections.to_string());
+        line("database", &self.storage_path.display().to_string());
+        line(
+            "auth token",
+            &format!(
+                "{}{}{}",
+                if self.auth_tokens.is_empty() {
+                    ""
+                } else {
+                    "set, from "
+                },
+                self.auth_token_origin,
+                if self.auth_tokens.len() > 1 {
+                    "; previous token also accepted"
+                } else {
+                    ""
+                }
+            ),
+        );
+        line(
+            "http export",
+            if self.export.token.is_some() {
+                "on (token set)"
+            } else {
+                "off (no export token in the config, $CALLTRACKD_EXPORT_TOKEN or systemd credential)"
+            },
+        );
+        line("timezone", self.export.timezone.name());
+        line(
+            "qualified",
+            &format!(
+                "answered and at least {} s of talk",
+                self.rules.min_duration_seconds
+            ),
+        );
+        let users: BTreeSet<&str> = self
+            .rules
+            .numbers
+            .values()
+            .map(|n| n.user.as_str())
+            .collect();
+        line(
+            "numbers",
+            &format!(
+                "{} numbers, {} users",
+                self.rules.numbers.len(),
+                users.len()
+            ),
+        );
+        let mut nums: Vec<&NumberRule> = self.rules.numbers.values().collect();
+        nums.sort_by(|a, b| a.number.cmp(&b.number));
+        for n in nums {
+            let mut s = format!("  {}  user {:?}", n.number, n.user);
+            if !n.source.is_empty() {
+                s.push_str(&format!("  source {:?}", n.source));
+            }
+            match &n.forward_to {
+                Some(f) => s.push_str(&format!(
+                    "  forwards to {f} (rings {} s)",
+                    n.ring_timeout_seconds
+                )),
+                None => s.push_str("  not forwarded"),
+            }
+            out.push_str(&s);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

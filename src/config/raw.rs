@@ -1,0 +1,70 @@
+//! The file as serde reads it: every key optional, unknown keys refused.
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) storage: RawStorage,
+    #[serde(default)]
+    pub(super) twilio: RawTwilio,
+    #[serde(default)]
+    pub(super) qualify: RawQualify,
+    #[serde(default)]
+    pub(super) export: RawExport,
+    #[serde(default)]
+    pub(super) numbers: Vec<RawNumber>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<String>,
+    pub(super) public_url: Option<String>,
+    pub(super) metrics_listen: Option<String>,
+    pub(super) workers: Option<i64>,
+    pub(super) max_body_bytes: Option<i64>,
+    pub(super) max_connections: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub(super) path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTwilio {
+    pub(super) auth_token: Option<String>,
+    pub(super) auth_token_file: Option<String>,
+    pub(super) previous_auth_token: Option<String>,
+    pub(super) previous_auth_token_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQualify {
+    pub(super) min_duration_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExport {
+    pub(super) token: Option<String>,
+    pub(super) token_file: Option<String>,
+    pub(super) timezone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNumber {
+    pub(super) number: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) forward_to: Option<String>,
+    pub(super) ring_timeout_seconds: Option<i64>,
+}

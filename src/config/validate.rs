@@ -1,0 +1,347 @@
+//! From the raw file to a typed [`Config`]: every check, each error naming the file, the
+//! key and what to write instead.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::error::toml_error;
+use super::raw::RawConfig;
+use super::*;
+
+/// True for `+` followed by 2 to 15 digits, the first not 0 (ITU-T E.164).
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// Checks `http(s)://host[:port][/prefix]` and drops one trailing `/`. The result is
+/// used verbatim to build signed URLs, so nothing else is normalised.
+pub fn validate_public_url(raw: &str) -> Result<String, String> {
+    let url = raw.strip_suffix('/').unwrap_or(raw);
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("it must start with https:// or http://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it must not contain spaces".into());
+    }
+    if url.contains(['?', '#']) {
+        return Err("it must not have a query or fragment".into());
+    }
+    let (authority, _prefix) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return Err("it must not contain a user name or password".into());
+    }
+    let (host, port) = split_host_port(authority);
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    };
+    if !host_ok {
+        return Err(format!("`{host}` is not a host name"));
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+    {
+        return Err(format!("`{port}` is not a port number"));
+    }
+    if url.ends_with('/') {
+        return Err("it must not end with //".into());
+    }
+    Ok(url.to_owned())
+}
+
+/// Splits `host[:port]` (IPv6 in brackets). Port is `None` when absent.
+pub fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    let colon = if authority.starts_with('[') {
+        authority.find("]:").map(|i| i + 1)
+    } else {
+        authority.rfind(':')
+    };
+    match colon {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
+        None => (authority, None),
+    }
+}
+
+pub(super) struct Loader<'a> {
+    pub(super) file: String,
+    pub(super) base: &'a Path,
+    pub(super) env: &'a Env,
+    pub(super) warnings: Vec<String>,
+}
+
+impl Loader<'_> {
+    pub(super) fn err(&self, msg: impl fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            message: msg.to_string(),
+        }
+    }
+
+    pub(super) fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn listen(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
+            self.err(format_args!(
+                "[server] `{key}` = {value:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:8080\""
+            ))
+        })
+    }
+}
+
+impl Config {
+    /// Like [`Config::parse`], reading only the secrets in `needs`.
+    pub fn parse_for(
+        text: &str,
+        file: &str,
+        base: &Path,
+        env: &Env,
+        needs: Needs,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        let mut ld = Loader {
+            file: file.to_owned(),
+            base,
+            env,
+            warnings: Vec::new(),
+        };
+
+        // [server]
+        let s = raw.server;
+        let listen = ld.listen("listen", s.listen.as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let metrics_listen = match &s.metrics_listen {
+            Some(m) => Some(ld.listen("metrics_listen", m)?),
+            None => None,
+        };
+        let public_url = match &s.public_url {
+            Some(u) => Some(validate_public_url(u).map_err(|why| {
+                ld.err(format_args!(
+                    "[server] `public_url` = {u:?} is not usable: {why}; write the URL Twilio reaches calltrackd's \"/\" at, e.g. \"https://calls.example.com\""
+                ))
+            })?),
+            None => None,
+        };
+        let workers = match s.workers {
+            None => 8,
+            Some(n) if (1..=1024).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ld.err(format_args!(
+                    "[server] `workers` = {n} is out of range; write a number from 1 to 1024 (default 8)"
+                )));
+            }
+        };
+        let max_connections = match s.max_connections {
+            None => 256,
+            Some(n) if (16..=4096).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ld.err(format_args!(
+                    "[server] `max_connections` = {n} is out of range; write a number from 16 to 4096 (default 256)"
+                )));
+            }
+        };
+        let max_body_bytes = match s.max_body_bytes {
+            None => 65536,
+            Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(ld.err(format_args!(
+                    "[server] `max_body_bytes` = {n} is out of range; write a number from 1024 to 67108864 (default 65536)"
+                )));
+            }
+        };
+
+        // [storage]
+        let storage_path = match (&raw.storage.path, &env.state_directory) {
+            (Some(p), _) if p.trim().is_empty() => {
+                return Err(ld.err(
+                    "[storage] `path` is empty; write the database file's path, e.g. \"/var/lib/calltrackd/calls.db\"",
+                ));
+            }
+            (Some(p), _) => ld.resolve(p),
+            (None, Some(state)) => state.join("calls.db"),
+            (None, None) => PathBuf::from(DEFAULT_DB_PATH),
+        };
+
+        // [twilio]
+        let t = raw.twilio;
+        let need = needs.auth_token;
+        let from_file = ld.secret(
+            "twilio",
+            "auth_token",
+            t.auth_token,
+            t.auth_token_file,
+            need,
+        )?;
+        let previous = ld.secret(
+            "twilio",
+            "previous_auth_token",
+            t.previous_auth_token,
+            t.previous_auth_token_file,
+            need,
+        )?;
+        let mut auth_tokens = Vec::new();
+        let mut origin = "not read by this command".to_owned();
+        if need {
+            let found = match ld.env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token)? {
+                Some(tok) => Some((tok, "environment variable TWILIO_AUTH_TOKEN".to_owned())),
+                None => match from_file {
+                    Some(found) => Some(found),
+                    None => ld.credential("twilio-auth-token")?,
+                },
+            };
+            let Some((primary, from)) = found else {
+                return Err(ld.err(
+                    "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token) to the Auth Token from the Twilio console",
+                ));
+            };
+            origin = from;
+            auth_tokens.push(primary);
+            let previous = match previous {
+                Some((tok, _)) => Some(tok),
+                None => ld.credential("twilio-previous-auth-token")?.map(|(t, _)| t),
+            };
+            auth_tokens.extend(previous);
+        }
+
+        // [qualify]
+        let min_duration_seconds = match raw.qualify.min_duration_seconds {
+            None => 30,
+            Some(n) if (0..=86_400).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(ld.err(format_args!(
+                    "[qualify] `min_duration_seconds` = {n} is out of range; write a number of seconds from 0 to 86400 (default 30)"
+                )));
+            }
+        };
+
+        // [export]
+        let e = raw.export;
+        let file_token = ld.secret("export", "token", e.token, e.token_file, needs.export_token)?;
+        let export_token = if !needs.export_token {
+            None
+        } else {
+            match ld.env_secret("CALLTRACKD_EXPORT_TOKEN", &env.export_token)? {
+                Some(tok) => Some(tok),
+                None => match file_token {
+                    Some((tok, _)) => Some(tok),
+                    None => ld.credential("export-token")?.map(|(t, _)| t),
+                },
+            }
+        };
+        let timezone = match &e.timezone {
+            None => chrono_tz::UTC,
+            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                ld.err(format_args!(
+                    "[export] `timezone` = {name:?} is not a known IANA time zone; write a name like \"America/Chicago\" or \"UTC\""
+                ))
+            })?,
+        };
+
+        // [[numbers]]
+        let mut numbers = HashMap::new();
+        for (i, n) in raw.numbers.into_iter().enumerate() {
+            let at = format!("[[numbers]] entry {}", i + 1);
+            let number = n.number.ok_or_else(|| {
+                ld.err(format_args!(
+                    "{at} has no `number`; add the Twilio tracking number, e.g. number = \"+18005551212\""
+                ))
+            })?;
+            let at = format!("[[numbers]] entry {} ({number})", i + 1);
+            if !is_e164(&number) {
+                return Err(ld.err(format_args!(
+                    "{at}: `number` = {number:?} is not E.164; write + then country code and number, digits only, e.g. \"+18005551212\""
+                )));
+            }
+            let user = n.user.unwrap_or_default();
+            if user.trim().is_empty() {
+                return Err(ld.err(format_args!(
+                    "{at} has no `user`; add the customer the calls belong to, e.g. user = \"acme-plumbing\""
+                )));
+            }
+            if let Some(f) = &n.forward_to
+                && !is_e164(f)
+            {
+                return Err(ld.err(format_args!(
+                    "{at}: `forward_to` = {f:?} is not E.164; write + then country code and number, digits only, e.g. \"+15558675309\""
+                )));
+            }
+            let ring_timeout_seconds = match n.ring_timeout_seconds {
+                None => DEFAULT_RING_TIMEOUT,
+                Some(s) if (5..=600).contains(&s) => s as u32,
+                Some(s) => {
+                    return Err(ld.err(format_args!(
+                        "{at}: `ring_timeout_seconds` = {s} is out of range; write 5 to 600 seconds (Twilio's limits; default {DEFAULT_RING_TIMEOUT})"
+                    )));
+                }
+            };
+            if n.forward_to.is_none() {
+                ld.warnings.push(format!(
+                    "{at} has no `forward_to`: its calls are recorded and then hung up on"
+                ));
+            }
+            let rule = NumberRule {
+                number: number.clone(),
+                user,
+                source: n.source.unwrap_or_default(),
+                forward_to: n.forward_to,
+                ring_timeout_seconds,
+            };
+            if numbers.insert(number.clone(), rule).is_some() {
+                return Err(ld.err(format_args!(
+                    "{at}: `number` {number} is listed twice; keep one [[numbers]] block per number"
+                )));
+            }
+        }
+        if numbers.is_empty() {
+            ld.warnings.push(format!(
+                "{file} has no [[numbers]]: every call will be recorded with an empty user"
+            ));
+        }
+
+        Ok(Config {
+            path: PathBuf::from(file),
+            server: ServerConfig {
+                listen,
+                public_url,
+                metrics_listen,
+                workers,
+                max_body_bytes,
+                max_connections,
+            },
+            storage_path,
+            auth_tokens,
+            auth_token_origin: origin,
+            export: ExportConfig {
+                token: export_token,
+                timezone,
+            },
+            rules: Rules {
+                numbers,
+                min_duration_seconds,
+            },
+            warnings: ld.warnings,
+        })
+    }
+}
