@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::{Config, Env};
 use crate::export;
-use crate::http::{self, Response};
+use crate::http;
 use crate::metrics::Metrics;
 use crate::routes::{self, App};
 use crate::storage::{BatchObserver, Store};
@@ -91,7 +91,7 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
                 "metrics",
                 http::Limits::new(1024, 16, 1),
                 Arc::new(move |req: &mut http::Request| {
-                    http::Reply::Now(metrics_route(&m, &db, req))
+                    http::Reply::Now(routes::metrics_route(&m, &db, req))
                 }),
                 Arc::clone(&on_fatal),
             )?;
@@ -188,22 +188,5 @@ fn reload(cfg: &Config, env: &Env, rules: &RwLock<Arc<crate::config::Rules>>, me
             metrics.count_reload(false);
             log::error!("SIGHUP: reload refused, keeping the previous numbers and rules: {e}");
         }
-    }
-}
-
-fn metrics_route(metrics: &Metrics, db: &std::path::Path, req: &http::Request) -> Response {
-    match (req.path(), req.method()) {
-        ("/metrics", http::Method::Get | http::Method::Head) => Response {
-            status: 200,
-            headers: vec![(
-                "Content-Type".into(),
-                "text/plain; version=0.0.4; charset=utf-8".into(),
-            )],
-            body: http::Body::Bytes(metrics.render(db).into_bytes()),
-        },
-        ("/metrics", _) => {
-            Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
-        }
-        _ => Response::text(404, "not found\n"),
     }
 }

@@ -7,10 +7,15 @@ calls with TwiML that forwards them, stores every request verbatim and derives o
 per call ([`storage`], [`calls`]), and hands the calls out as CSV or XLSX ([`export`]).
 
 Where things happen:
-- a callback is verified in [`routes`] (the webhook handler, with [`signature::verify`]);
-- a call's state is decided in [`calls::derive()`];
-- a row is written in [`storage`] (the single writer thread, group commit).
+- a request is read and answered in [`http`] (the only code that touches a socket);
+- a callback is verified in `routes/webhook.rs` (with [`signature::verify`]);
+- a call's state is decided in [`calls::Summary::decide`];
+- a row is written in `storage/rows.rs`, by the single writer thread
+  (`storage/writer.rs`, group commit).
 */
+
+// One place needs a system call std does not wrap (it says why at its `allow`).
+#![deny(unsafe_code)]
 
 pub mod calls;
 pub mod clock;

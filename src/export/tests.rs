@@ -1,5 +1,6 @@
 //! Unit tests for `export`.
 
+use super::csv::push_record;
 use super::*;
 
 #[test]
@@ -147,14 +148,14 @@ fn fields_with_semicolons_are_quoted_like_commas() {
     );
     // An independent RFC 4180 reader gives the fields back; a field read on its own by
     // a reader that splits on semicolons (and honours quotes) stays one field.
-    let mut r = csv::ReaderBuilder::new()
+    let mut r = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .from_reader(&out[..]);
     let rec = r.records().next().unwrap().unwrap();
     assert_eq!(rec.get(1), Some("b;=cmd|' /C calc'!A0"));
     let mut field = Vec::new();
     push_record(&mut field, ["b;=cmd|' /C calc'!A0"]);
-    let mut r = csv::ReaderBuilder::new()
+    let mut r = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(b';')
         .from_reader(&field[..]);

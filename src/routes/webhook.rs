@@ -1,125 +1,21 @@
-/*!
-HTTP routing: which path does what, and the order of checks on the webhook. This is
-where a callback is verified.
+//! `POST /call-tracking/webhook`: where a callback is verified, and answered only after
+//! its durable commit.
 
-Webhook checks run in the contract's order: path (404), method (405), size (413),
-content type (415), syntax (400), signature (403), then `CallSid` (400). Only a verified
-request reaches storage, and its `200` (with TwiML) goes out only after the writer has
-committed it.
-*/
-
+use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::{App, WEBHOOK_PATH};
 use crate::clock::now_ms;
-use crate::config::{Rules, Secret};
-use crate::export;
-use crate::http::{BodyError, Method, Reply, Request, Response};
+use crate::http::{BodyError, Reply, Request, Response};
 use crate::logging::escaped;
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
-use crate::storage::{Health, NewEvent, Outcome, StorageError, Store, Trouble};
+use crate::storage::{NewEvent, Outcome, StorageError, Trouble};
 use crate::twilio::{self, Answer, BodyType, EMPTY_TWIML, Facts, Kind};
-
-/// The webhook path Twilio posts to.
-pub const WEBHOOK_PATH: &str = "/call-tracking/webhook";
-
-/// Everything a request handler needs.
-pub struct App {
-    /// `[server] public_url`, verbatim.
-    pub public_url: Option<String>,
-    /// `[server] max_body_bytes`.
-    pub max_body_bytes: u64,
-    /// Auth tokens accepted for signatures.
-    pub auth_tokens: Vec<Secret>,
-    /// Numbers and qualification (swapped on SIGHUP).
-    pub rules: Arc<RwLock<Arc<Rules>>>,
-    /// The writer.
-    pub store: Store,
-    /// Export settings (HTTP export is off without a token).
-    pub export: export::Settings,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
-}
-
-impl App {
-    fn rules(&self) -> Arc<Rules> {
-        match self.rules.read() {
-            Ok(r) => Arc::clone(&r),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-}
-
-fn method_not_allowed(allow: &str) -> Response {
-    Response::text(405, "method not allowed\n").with_header("Allow", allow)
-}
 
 /// How long a verified request waits for its commit before it is answered `503`.
 const COMMIT_WAIT: Duration = Duration::from_secs(30);
-
-/// The main listener's router.
-pub fn handle(app: &App, req: &mut Request) -> Reply {
-    let started = Instant::now();
-    let response = match req.path() {
-        WEBHOOK_PATH => match req.method() {
-            Method::Post => match webhook(app, req) {
-                Ok(accepted) => return store_then_answer(app, accepted, started),
-                Err(rejected) => {
-                    app.metrics.observe_webhook_latency(started.elapsed());
-                    rejected
-                }
-            },
-            _ => method_not_allowed("POST"),
-        },
-        "/healthz" => match req.method() {
-            Method::Get | Method::Head => healthz(app),
-            _ => method_not_allowed("GET, HEAD"),
-        },
-        "/calls.csv" | "/calls.xlsx" => match req.method() {
-            Method::Get | Method::Head => {
-                let metrics = Arc::clone(&app.metrics);
-                return match export::http_export(&app.export, req) {
-                    Reply::Now(r) => {
-                        metrics.count_response(r.status);
-                        Reply::Now(r)
-                    }
-                    Reply::Later(finish) => Reply::Later(Box::new(move || {
-                        let r = finish();
-                        metrics.count_response(r.status);
-                        r
-                    })),
-                };
-            }
-            _ => method_not_allowed("GET, HEAD"),
-        },
-        _ => Response::text(404, "not found\n"),
-    };
-    app.metrics.count_response(response.status);
-    Reply::Now(response)
-}
-
-/// `200 ok` only when a webhook would be stored and answered now. The answer goes the
-/// way a webhook's does (listener, connection thread, writer queue), so getting one at
-/// all proves those; the systemd watchdog reads the body of a `503`
-/// ([`HEALTH_RESTART`]: restart me; else: wait, a restart would not help).
-fn healthz(app: &App) -> Response {
-    match app.store.health() {
-        Health::Ok => Response::text(200, "ok\n"),
-        Health::Unavailable(e) => {
-            log::warn!("health check failed: {e}");
-            Response::text(503, "database unavailable\n")
-        }
-        Health::Broken(e) => {
-            log::error!("health check failed, calltrackd needs a restart: {e}");
-            Response::text(503, format!("{HEALTH_RESTART}\n"))
-        }
-    }
-}
-
-/// The body of a `503` from `/healthz` that only a restart can cure.
-pub const HEALTH_RESTART: &str = "unhealthy: restart needed";
 
 fn reject(app: &App, status: u16, outcome: MetricOutcome, text: &str) -> Response {
     app.metrics.count_webhook(outcome);
@@ -138,13 +34,13 @@ fn signed_url(app: &App, req: &Request) -> Option<String> {
 }
 
 /// A verified request, ready to store, and what to answer once it is stored.
-struct Accepted {
+pub(super) struct Accepted {
     event: NewEvent,
     twiml: String,
 }
 
 /// Everything up to storage: size, type, syntax, signature, `CallSid`, the TwiML.
-fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
+pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     let received_ms = now_ms();
     let too_large = || {
         log::warn!(
@@ -300,7 +196,7 @@ fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response> {
 
 /// Hands a verified request to the writer; the `200` (with TwiML) is written only after
 /// the commit, by the connection's thread, outside the `workers` bound.
-fn store_then_answer(app: &App, accepted: Accepted, started: Instant) -> Reply {
+pub(super) fn store_then_answer(app: &App, accepted: Accepted, started: Instant) -> Reply {
     let metrics = Arc::clone(&app.metrics);
     let kind = accepted.event.kind;
     let call_sid = accepted.event.facts.call_sid.clone();

@@ -1,0 +1,119 @@
+//! Which calls to export: the query string or the command line's flags, checked, then
+//! turned into the page query's conditions.
+
+use chrono::{DateTime, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+
+/// Which calls to export. Times are Unix seconds on `started_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// Inclusive lower bound.
+    pub from: Option<i64>,
+    /// Exclusive upper bound.
+    pub to: Option<i64>,
+    /// Exact user.
+    pub user: Option<String>,
+    /// Exact source.
+    pub source: Option<String>,
+    /// Qualified or not.
+    pub qualified: Option<bool>,
+}
+
+/// Parses a `from`/`to` bound: a date (`YYYY-MM-DD`, midnight in `tz`) or RFC 3339.
+pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, String> {
+    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        && value.len() == 10
+    {
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        // A DST gap at midnight: the first instant of that local day.
+        let local = tz
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                (1..=180).find_map(|m| {
+                    tz.from_local_datetime(&(midnight + chrono::Duration::minutes(m)))
+                        .earliest()
+                })
+            })
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` = {value:?} does not exist in time zone {}",
+                    tz.name()
+                )
+            })?;
+        return Ok(local.timestamp());
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp())
+        .map_err(|_| {
+            format!(
+                "`{name}` = {value:?} is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-01-31T13:00:00Z)"
+            )
+        })
+}
+
+/// Parses `true` / `false`.
+pub fn parse_qualified(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("`qualified` = {value:?} must be true or false")),
+    }
+}
+
+impl Filters {
+    /// From `name=value` pairs (a query string or the CLI flags), strictly: unknown or
+    /// repeated names are errors, so a typo never exports everything.
+    pub fn from_pairs(pairs: &[(String, String)], tz: Tz) -> Result<Filters, String> {
+        let mut f = Filters::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in pairs {
+            if seen.contains(&k.as_str()) {
+                return Err(format!("filter `{k}` is given twice; give it once"));
+            }
+            seen.push(k);
+            match k.as_str() {
+                "from" => f.from = Some(parse_bound("from", v, tz)?),
+                "to" => f.to = Some(parse_bound("to", v, tz)?),
+                "user" => f.user = Some(v.clone()),
+                "source" => f.source = Some(v.clone()),
+                "qualified" => f.qualified = Some(parse_qualified(v)?),
+                other => {
+                    return Err(format!(
+                        "unknown filter `{other}`; use from, to, user, source or qualified"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// The page query for these filters: only the conditions in use, so SQLite walks the
+/// `(started_at, call_sid)` index from the last row of the previous page instead of
+/// scanning the table (an `?1 IS NULL OR ...` form defeats the index).
+pub(super) fn page_sql(f: &Filters, after: bool) -> String {
+    let mut sql = String::from(
+        "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
+            caller_state, direction, status, answered, qualified, duration_seconds, talk_seconds,
+            started_at, ended_at
+         FROM calls INDEXED BY calls_by_start WHERE 1",
+    );
+    for (on, cond) in [
+        (f.from.is_some(), " AND started_at >= :from"),
+        (f.to.is_some(), " AND started_at < :to"),
+        (f.user.is_some(), " AND user = :user"),
+        (f.source.is_some(), " AND source = :source"),
+        (f.qualified.is_some(), " AND qualified = :qualified"),
+        (
+            after,
+            " AND (started_at, call_sid) > (:after_t, :after_sid)",
+        ),
+    ] {
+        if on {
+            sql.push_str(cond);
+        }
+    }
+    sql.push_str(" ORDER BY started_at, call_sid LIMIT :limit");
+    sql
+}

@@ -1,0 +1,111 @@
+//! Rows in pages of [`PAGE`], each page its own short read transaction.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::filters::page_sql;
+use super::{Filters, PAGE};
+use crate::storage::{self, StorageError};
+
+/// One exported row, straight from the `calls` table.
+#[derive(Debug, Clone)]
+pub(super) struct Row {
+    pub(super) call_sid: String,
+    pub(super) user: String,
+    pub(super) tracking_number: String,
+    pub(super) source: String,
+    pub(super) caller: String,
+    pub(super) caller_name: String,
+    pub(super) caller_city: String,
+    pub(super) caller_state: String,
+    pub(super) direction: String,
+    pub(super) status: String,
+    pub(super) answered: Option<bool>,
+    pub(super) qualified: Option<bool>,
+    pub(super) duration_seconds: Option<i64>,
+    pub(super) talk_seconds: Option<i64>,
+    pub(super) started_at: i64,
+    pub(super) ended_at: Option<i64>,
+}
+
+/// Pages through the filtered calls, each page in its own read transaction.
+pub(super) struct Pager {
+    conn: Connection,
+    filters: Filters,
+    after: Option<(i64, String)>,
+    done: bool,
+}
+
+impl Pager {
+    pub(super) fn open(db: &Path, filters: Filters) -> Result<Pager, StorageError> {
+        let conn = storage::open_reader(db)?;
+        // No BEGIN: each page's statement is its own read transaction, ended when its
+        // rows are collected, so no snapshot outlives a page.
+        Ok(Pager {
+            conn,
+            filters,
+            after: None,
+            done: false,
+        })
+    }
+
+    pub(super) fn next_page(&mut self) -> Result<Vec<Row>, StorageError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let f = &self.filters;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&page_sql(f, self.after.is_some()))?;
+        let limit = PAGE as i64;
+        let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":limit", &limit)];
+        if let Some(v) = &f.from {
+            named.push((":from", v));
+        }
+        if let Some(v) = &f.to {
+            named.push((":to", v));
+        }
+        if let Some(v) = &f.user {
+            named.push((":user", v));
+        }
+        if let Some(v) = &f.source {
+            named.push((":source", v));
+        }
+        if let Some(v) = &f.qualified {
+            named.push((":qualified", v));
+        }
+        if let Some((t, sid)) = &self.after {
+            named.push((":after_t", t));
+            named.push((":after_sid", sid));
+        }
+        let rows = stmt.query_map(named.as_slice(), |r| {
+            Ok(Row {
+                call_sid: r.get(0)?,
+                user: r.get(1)?,
+                tracking_number: r.get(2)?,
+                source: r.get(3)?,
+                caller: r.get(4)?,
+                caller_name: r.get(5)?,
+                caller_city: r.get(6)?,
+                caller_state: r.get(7)?,
+                direction: r.get(8)?,
+                status: r.get(9)?,
+                answered: r.get(10)?,
+                qualified: r.get(11)?,
+                duration_seconds: r.get(12)?,
+                talk_seconds: r.get(13)?,
+                started_at: r.get(14)?,
+                ended_at: r.get(15)?,
+            })
+        })?;
+        let page: Vec<Row> = rows.collect::<Result<_, _>>()?;
+        if page.len() < PAGE {
+            self.done = true;
+        }
+        if let Some(last) = page.last() {
+            self.after = Some((last.started_at, last.call_sid.clone()));
+        }
+        Ok(page)
+    }
+}
