@@ -112,3 +112,14 @@ fn twiml_is_escaped() {
     assert!(t.contains("timeout=\"20\" answerOnBridge=\"true\"><Number>+15558675309</Number>"));
     assert!(t.starts_with("<?xml"));
 }
+
+#[test]
+fn the_twiml_the_readme_shows_is_the_twiml_sent() {
+    let readme = include_str!("../../README.md");
+    let sent = dial_twiml(
+        "+15558675309",
+        20,
+        "https://calls.example.com/call-tracking/webhook",
+    );
+    assert!(readme.contains(sent.trim_end()), "README lacks:\n{sent}");
+}
