@@ -174,19 +174,62 @@ fn reload(cfg: &Config, env: &Env, rules: &RwLock<Arc<crate::config::Rules>>, me
             }
             let n = new.rules.numbers.len();
             let min = new.rules.min_duration_seconds;
+            let pending = needs_restart(cfg, &new);
             match rules.write() {
                 Ok(mut r) => *r = Arc::new(new.rules),
                 Err(poisoned) => *poisoned.into_inner() = Arc::new(new.rules),
             }
             metrics.count_reload(true);
             log::info!(
-                "SIGHUP: reloaded {}: {n} numbers, qualified at {min} s (other settings need a restart)",
+                "SIGHUP: reloaded {}: {n} numbers, qualified at {min} s",
                 cfg.path.display()
             );
+            if !pending.is_empty() {
+                log::warn!(
+                    "SIGHUP: changed but not applied until calltrackd restarts: {}",
+                    pending.join(", ")
+                );
+            }
         }
         Err(e) => {
             metrics.count_reload(false);
             log::error!("SIGHUP: reload refused, keeping the previous numbers and rules: {e}");
         }
     }
+}
+
+/// The settings a reload cannot apply that differ between the running config and the
+/// file: named, never with their values (a token may be among them).
+fn needs_restart(running: &Config, file: &Config) -> Vec<&'static str> {
+    let (a, b) = (&running.server, &file.server);
+    [
+        ("[server] listen", a.listen != b.listen),
+        ("[server] public_url", a.public_url != b.public_url),
+        (
+            "[server] metrics_listen",
+            a.metrics_listen != b.metrics_listen,
+        ),
+        ("[server] workers", a.workers != b.workers),
+        (
+            "[server] max_body_bytes",
+            a.max_body_bytes != b.max_body_bytes,
+        ),
+        (
+            "[server] max_connections",
+            a.max_connections != b.max_connections,
+        ),
+        ("[storage] path", running.storage_path != file.storage_path),
+        (
+            "[twilio] auth tokens",
+            running.auth_tokens != file.auth_tokens,
+        ),
+        ("[export] token", running.export.token != file.export.token),
+        (
+            "[export] timezone",
+            running.export.timezone != file.export.timezone,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }

@@ -46,12 +46,19 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
-/// Installs the logger; calling it twice is harmless.
-pub fn init() {
-    let level = std::env::var("CALLTRACKD_LOG")
-        .ok()
-        .and_then(|v| v.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::Info);
+/// Installs the logger; calling it twice is harmless. An unknown `$CALLTRACKD_LOG` is an
+/// error (a typo must not silently mean `info`).
+pub fn init() -> Result<(), String> {
+    let level = match std::env::var("CALLTRACKD_LOG") {
+        Err(_) => LevelFilter::Info,
+        Ok(v) if v.trim().is_empty() => LevelFilter::Info,
+        Ok(v) => v.trim().parse::<LevelFilter>().map_err(|_| {
+            format!(
+                "CALLTRACKD_LOG={:?} is not a log level; use error, warn, info, debug or trace (or unset it for info)",
+                escaped(&v)
+            )
+        })?,
+    };
     let logger = Logger {
         level,
         timestamps: std::env::var_os("JOURNAL_STREAM").is_none(),
@@ -59,6 +66,7 @@ pub fn init() {
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
     }
+    Ok(())
 }
 
 /// Whether a character must not reach a log line or an answer as it is.

@@ -149,7 +149,7 @@ enum Command {
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { config } => {
-            calltrackd::logging::init();
+            calltrackd::logging::init().map_err(CliError::usage)?;
             let env = Env::from_process();
             let cfg = Config::load(&config.path(), &env)?;
             calltrackd::daemon::serve(cfg, env).map_err(CliError::runtime)

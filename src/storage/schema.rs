@@ -300,6 +300,12 @@ fn migrate_steps(conn: &Connection, path: &Path) -> Result<(), StorageError> {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         check_version(version, path)?;
         if version == SCHEMA_VERSION {
+            if created {
+                log::info!(
+                    "database {} created (schema {SCHEMA_VERSION})",
+                    path.display()
+                );
+            }
             return Ok(());
         }
         // Under systemd a long migration (a big database on an SD card) must not run
@@ -336,10 +342,12 @@ fn migrate_steps(conn: &Connection, path: &Path) -> Result<(), StorageError> {
                 why: e,
             }
         })?;
-        log::info!(
-            "database {} migrated to schema {}",
-            path.display(),
-            version + 1
-        );
+        if !created {
+            log::info!(
+                "database {} migrated to schema {}",
+                path.display(),
+                version + 1
+            );
+        }
     }
 }

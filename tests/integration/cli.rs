@@ -260,3 +260,44 @@ fn runtime_failures_exit_1() {
     assert!(err.contains("cannot open database"), "{err}");
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn an_unknown_log_level_is_an_error_not_info() {
+    let env = Env::new(&base_config(""));
+    let o = Command::new(bin())
+        .args(["serve", "--config", env.config().to_str().unwrap()])
+        .env("CALLTRACKD_LOG", "verbose")
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("CALLTRACKD_LOG") && err.contains("verbose"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fresh_database_logs_one_line_and_sighup_names_what_it_did_not_apply() {
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    assert!(d.wait_log("created (schema", std::time::Duration::from_secs(10)));
+    let log = d.log_text();
+    assert_eq!(log.matches("calls.db").count(), 2, "{log}"); // created + listening
+    assert!(!log.contains("migrated"), "{log}");
+    // A changed listener and export token cannot apply on SIGHUP: named, values not shown.
+    env.write_config(
+        &base_config("max_connections = 64\n").replace(EXPORT_TOKEN, "another-export-token-0000"),
+    );
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(
+            "not applied until calltrackd restarts: [server] max_connections, [export] token",
+            std::time::Duration::from_secs(10)
+        ),
+        "{}",
+        d.log_text()
+    );
+    assert!(!d.log_text().contains("another-export-token"));
+}
