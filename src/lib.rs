@@ -14,7 +14,7 @@ Where things happen:
   (`storage/writer.rs`, group commit).
 */
 
-// One place needs a system call std does not wrap (it says why at its `allow`).
+// Two places need a system call std does not wrap (each says why at its `allow`).
 #![deny(unsafe_code)]
 
 pub mod calls;

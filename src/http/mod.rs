@@ -240,6 +240,25 @@ pub enum Reply {
 /// The request handler: a plain function of a complete request.
 pub type Handler = dyn Fn(&mut Request) -> Reply + Send + Sync;
 
+/// Lowers the calling thread's CPU priority (nice 10), for work that must never hold up
+/// webhooks: a download's connection thread calls it, and its answer closes the
+/// connection, since an unprivileged thread cannot raise its priority back.
+pub fn lower_priority() {
+    // SAFETY: setpriority(2) on this thread's own id (Linux treats a thread id as a
+    // process for PRIO_PROCESS); no memory is touched. std has no wrapper for it.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if r != 0 {
+        log::debug!(
+            "cannot lower a download thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// The reason phrase of a status code.
 fn reason(status: u16) -> &'static str {
     match status {

@@ -101,12 +101,16 @@ fn download(content_type: &str, disposition: &str, body: Box<dyn Read + Send>) -
             ("Content-Type".into(), content_type.into()),
             ("Content-Disposition".into(), disposition.into()),
             ("Cache-Control".into(), "no-store".into()),
+            ("Connection".into(), "close".into()),
         ],
         body: Body::Stream(body),
     }
 }
 
 fn csv_response(s: &Settings, filters: Filters) -> Response {
+    // This thread builds and streams the download: it yields the CPU to webhooks, and
+    // the connection closes afterwards (its thread stays at the lower priority).
+    crate::http::lower_priority();
     match CsvStream::open(&s.db_path, filters, s.timezone) {
         Ok(stream) => download(
             "text/csv; charset=utf-8",
@@ -121,6 +125,7 @@ fn csv_response(s: &Settings, filters: Filters) -> Response {
 }
 
 fn xlsx_response(s: &Settings, filters: Filters) -> Response {
+    crate::http::lower_priority();
     match xlsx_tempfile(s, filters) {
         Ok(file) => download(
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

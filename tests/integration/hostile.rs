@@ -600,7 +600,10 @@ fn the_wal_shrinks_back_after_an_outside_reader_ends() {
     assert_eq!(count(&env.db(), "SELECT count(*) FROM calls"), 801);
 }
 
+/// Timing-sensitive: run alone (CI runs it with the other ignored tests, after the
+/// suite), not beside seventy other tests on two cores.
 #[test]
+#[ignore = "timing-sensitive: run alone with `cargo test -- --ignored`"]
 fn sixteen_crawling_downloads_never_hold_up_twilio() {
     let env = Env::new(&base_config(""));
     seed_calls(&env, 200_000);
