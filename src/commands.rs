@@ -7,7 +7,7 @@ usage, bad config or a bad filter value, 1 for a runtime failure.
 use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::config::{Config, ConfigError, Env, Needs};
+use crate::config::{Config, ConfigError, Env, Needs, Secret};
 use crate::export::{self, Filters, Format};
 use crate::signature;
 use crate::storage;
@@ -315,20 +315,52 @@ pub fn share_link(
     )?;
     Filters::from_pairs(&filters.pairs(), cfg.export.timezone)
         .map_err(|e| CliError::usage(format!("share-link: {e}")))?;
-    let token = cfg.export.token.as_ref().ok_or_else(|| {
-        CliError::usage(format!(
-            "{}: [export] has no `token`; set `token` (or `token_file`, or $CALLTRACKD_EXPORT_TOKEN): share links are signed with it",
-            config.display()
-        ))
-    })?;
-    let base = cfg.server.public_url.as_deref().ok_or_else(|| {
-        CliError::usage(format!(
-            "{}: [server] has no `public_url`; set it to the address the link should point at, e.g. \"https://calls.example.com\"",
-            config.display()
-        ))
-    })?;
+    // On an installed system the export token reaches the daemon as a systemd
+    // credential loaded from the file beside the config; a shell has no
+    // $CREDENTIALS_DIRECTORY, so read that file the way the unit does.
+    let beside = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("export-token");
+    let token = match cfg.export.token.clone() {
+        Some(t) => t,
+        None => match std::fs::read_to_string(&beside) {
+            Ok(text) if !text.trim().is_empty() => Secret::new(text.trim().to_owned()),
+            Ok(_) => {
+                return Err(CliError::usage(format!(
+                    "{} is empty; write the export token into it",
+                    beside.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(CliError::usage(format!(
+                    "{} cannot be read ({e}); run share-link as root (sudo), or give the token in $CALLTRACKD_EXPORT_TOKEN",
+                    beside.display()
+                )));
+            }
+            Err(_) => {
+                return Err(CliError::usage(format!(
+                    "{}: no export token: set [export] `token` (or `token_file`, or $CALLTRACKD_EXPORT_TOKEN), or put it in {} (the file the packaged unit loads with LoadCredential=export-token): share links are signed with it",
+                    config.display(),
+                    beside.display()
+                )));
+            }
+        },
+    };
+    let base = match cfg.server.public_url.as_deref() {
+        Some(b) => b.to_owned(),
+        None => {
+            let local = format!("http://{}", cfg.server.listen);
+            eprintln!(
+                "note: {} has no [server] public_url, so the link points at the local listener {local}; set public_url to the address people reach calltrackd at",
+                config.display()
+            );
+            local
+        }
+    };
     let expires = chrono::Utc::now().timestamp() + days * 86_400;
-    let query = export::share_query(token, format, &filters.pairs(), expires);
+    let query = export::share_query(&token, format, &filters.pairs(), expires);
     Ok(format!("{base}/calls.{}?{query}", format.ext()))
 }
 

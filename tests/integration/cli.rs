@@ -301,3 +301,35 @@ fn a_fresh_database_logs_one_line_and_sighup_names_what_it_did_not_apply() {
     );
     assert!(!d.log_text().contains("another-export-token"));
 }
+
+#[test]
+fn share_link_works_with_the_example_config_and_an_installed_token_file() {
+    // The shipped example config (no public_url): a link to the local listener.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let env = Env::new(&base_config(""));
+    let o = env.run(&["share-link", "--config", example.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.starts_with("http://127.0.0.1:8080/calls.csv?"), "{out}");
+    assert!(err.contains("public_url"), "{err}");
+
+    // Installed layout: no token in the config, the token in export-token beside it (the
+    // file the packaged unit loads as a credential). The link it makes works.
+    let cfg = base_config("").replace(&format!("token = \"{EXPORT_TOKEN}\"\n"), "");
+    let env = Env::new(&cfg);
+    let o = env.run(&["share-link", "--config", env.config().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "no token anywhere: usage error");
+    assert!(text(&o).1.contains("export-token"), "{}", text(&o).1);
+    std::fs::write(
+        env.dir.path().join("export-token"),
+        format!("{EXPORT_TOKEN}\n"),
+    )
+    .unwrap();
+    let o = env.run(&["share-link", "--config", env.config().to_str().unwrap()]);
+    let (link, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let d = Daemon::start(&env, vec![("CALLTRACKD_EXPORT_TOKEN", EXPORT_TOKEN.into())]);
+    let path = link.trim().splitn(4, '/').nth(3).unwrap();
+    let r = get(d.addr, &format!("/{path}"), &[]);
+    assert_eq!(r.status, 200, "{link}");
+}
