@@ -37,6 +37,14 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// Several problems, all found in one run.
+    #[error("{file}: {} problems:{}", problems.len(), problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Many {
+        /// The config file.
+        file: String,
+        /// Each problem, a sentence without the file name.
+        problems: Vec<String>,
+    },
     /// A secret's environment variable is set but empty.
     #[error("environment variable {name} is set but empty; unset it or give it the token")]
     EmptyEnv {
@@ -87,6 +95,41 @@ pub(super) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigE
         }
         None => ("".into(), String::new()),
     };
+    // A misspelled table (`[[number]]`, `[sever]`) reaches serde as an unknown key of
+    // the top level: name it as the table it is, and the table meant.
+    if let Some(name) = msg
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+        && let Some(span) = e.span()
+        && text[span.start.min(text.len())..]
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim_end().ends_with(']'))
+    {
+        const TABLES: [&str; 6] = [
+            "server", "storage", "twilio", "qualify", "export", "numbers",
+        ];
+        let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let meant = TABLES
+            .iter()
+            .find(|t| t.starts_with(name) || name.starts_with(*t))
+            .map(|t| {
+                if *t == "numbers" {
+                    " Did you mean [[numbers]]?".to_owned()
+                } else {
+                    format!(" Did you mean [{t}]?")
+                }
+            })
+            .unwrap_or_default();
+        return ConfigError::Syntax {
+            file: file.to_owned(),
+            at: format!(" line {line_no}"),
+            message: format!(
+                "unknown table `{name}`.{meant} The tables are [server], [storage], [twilio], [qualify], [export] and [[numbers]]"
+            ),
+            fix: "fix the table's name",
+        };
+    }
     let fix = if msg.starts_with("unknown field") {
         "remove that key or fix its spelling (see config.example.toml)"
     } else if msg.starts_with("invalid type") {
@@ -107,5 +150,15 @@ pub(super) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigE
         at,
         message: msg,
         fix,
+    }
+}
+
+impl ConfigError {
+    /// The sentence without the file name in front (for a list of problems).
+    pub(super) fn sentence(&self) -> String {
+        match self {
+            ConfigError::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
     }
 }

@@ -194,6 +194,11 @@ impl Env {
     }
 }
 
+/// `1 number`, `2 numbers`, `0 numbers`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The config path from `--config`, else `$CALLTRACKD_CONFIG`, else the default.
 pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| {
@@ -250,7 +255,7 @@ impl Config {
     /// A summary for `check-config` and the start-up log: no secret in it.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<14}{v}\n"));
+        let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<17}{v}\n"));
         line("config", &self.path.display().to_string());
         line("listen", &self.server.listen.to_string());
         line(
@@ -314,9 +319,9 @@ impl Config {
         line(
             "numbers",
             &format!(
-                "{} numbers, {} users",
-                self.rules.numbers.len(),
-                users.len()
+                "{}, {}",
+                count(self.rules.numbers.len(), "number", "numbers"),
+                count(users.len(), "user", "users")
             ),
         );
         let mut nums: Vec<&NumberRule> = self.rules.numbers.values().collect();

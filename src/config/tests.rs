@@ -149,3 +149,46 @@ fn summary_has_no_secret() {
     assert!(!s.contains("supersecret"), "{s}");
     assert!(!format!("{c:?}").contains("supersecret"));
 }
+
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let e = parse(
+        "[server]\nworkers = 0\nmax_body_bytes = 5\n[twilio]\nauth_token = \"t\"\n[export]\ntimezone = \"Mars/Base\"\n[[numbers]]\nnumber = \"18005551212\"\nuser = \"x\"\n[[numbers]]\nnumber = \"+18005551213\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("5 problems"), "{e}");
+    for key in [
+        "`workers`",
+        "`max_body_bytes`",
+        "`timezone`",
+        "not E.164",
+        "no `user`",
+    ] {
+        assert!(e.contains(key), "{key} missing from:\n{e}");
+    }
+}
+
+#[test]
+fn a_misspelled_table_is_named_as_a_table() {
+    let e = parse("[twilio]\nauth_token = \"t\"\n[[number]]\nnumber = \"+18005551212\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown table `number`") && e.contains("Did you mean [[numbers]]?"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_summary_counts_in_singular_and_plural() {
+    let c = parse(
+        "[twilio]\nauth_token = \"t\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"x\"\n",
+    )
+    .unwrap();
+    assert!(
+        c.summary().contains("1 number, 1 user\n"),
+        "{}",
+        c.summary()
+    );
+}

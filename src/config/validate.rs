@@ -84,9 +84,37 @@ pub(super) struct Loader<'a> {
     pub(super) base: &'a Path,
     pub(super) env: &'a Env,
     pub(super) warnings: Vec<String>,
+    /// Every problem found so far: all are reported at once.
+    pub(super) problems: Vec<ConfigError>,
 }
 
 impl Loader<'_> {
+    /// Records a problem; loading goes on, to find the others.
+    pub(super) fn problem(&mut self, msg: impl fmt::Display) {
+        let e = self.err(msg);
+        self.problems.push(e);
+    }
+
+    /// The value, or the fallback with the error recorded.
+    pub(super) fn or<T>(&mut self, r: Result<T, ConfigError>, fallback: T) -> T {
+        r.unwrap_or_else(|e| {
+            self.problems.push(e);
+            fallback
+        })
+    }
+
+    /// Every problem found, as one error; `Ok` when there was none.
+    fn finish(&mut self) -> Result<(), ConfigError> {
+        match self.problems.len() {
+            0 => Ok(()),
+            1 => Err(self.problems.remove(0)),
+            _ => Err(ConfigError::Many {
+                file: self.file.clone(),
+                problems: self.problems.drain(..).map(|e| e.sentence()).collect(),
+            }),
+        }
+    }
+
     pub(super) fn err(&self, msg: impl fmt::Display) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
@@ -127,57 +155,71 @@ impl Config {
             base,
             env,
             warnings: Vec::new(),
+            problems: Vec::new(),
         };
 
         // [server]
         let s = raw.server;
-        let listen = ld.listen("listen", s.listen.as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let fallback: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let listen = ld.listen("listen", s.listen.as_deref().unwrap_or("127.0.0.1:8080"));
+        let listen = ld.or(listen, fallback);
         let metrics_listen = match &s.metrics_listen {
-            Some(m) => Some(ld.listen("metrics_listen", m)?),
+            Some(m) => {
+                let r = ld.listen("metrics_listen", m).map(Some);
+                ld.or(r, None)
+            }
             None => None,
         };
         let public_url = match &s.public_url {
-            Some(u) => Some(validate_public_url(u).map_err(|why| {
-                ld.err(format_args!(
-                    "[server] `public_url` = {u:?} is not usable: {why}; write the URL Twilio reaches calltrackd's \"/\" at, e.g. \"https://calls.example.com\""
-                ))
-            })?),
+            Some(u) => match validate_public_url(u) {
+                Ok(v) => Some(v),
+                Err(why) => {
+                    ld.problem(format_args!(
+                        "[server] `public_url` = {u:?} is not usable: {why}; write the URL Twilio reaches calltrackd's \"/\" at, e.g. \"https://calls.example.com\""
+                    ));
+                    None
+                }
+            },
             None => None,
         };
         let workers = match s.workers {
             None => 8,
             Some(n) if (1..=1024).contains(&n) => n as usize,
             Some(n) => {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "[server] `workers` = {n} is out of range; write a number from 1 to 1024 (default 8)"
-                )));
+                ));
+                8
             }
         };
         let max_connections = match s.max_connections {
             None => 256,
             Some(n) if (16..=4096).contains(&n) => n as usize,
             Some(n) => {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "[server] `max_connections` = {n} is out of range; write a number from 16 to 4096 (default 256)"
-                )));
+                ));
+                256
             }
         };
         let max_body_bytes = match s.max_body_bytes {
             None => 65536,
             Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n as u64,
             Some(n) => {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "[server] `max_body_bytes` = {n} is out of range; write a number from 1024 to 67108864 (default 65536)"
-                )));
+                ));
+                65536
             }
         };
 
         // [storage]
         let storage_path = match (&raw.storage.path, &env.state_directory) {
             (Some(p), _) if p.trim().is_empty() => {
-                return Err(ld.err(
+                ld.problem(
                     "[storage] `path` is empty; write the database file's path, e.g. \"/var/lib/calltrackd/calls.db\"",
-                ));
+                );
+                PathBuf::from(DEFAULT_DB_PATH)
             }
             (Some(p), _) => ld.resolve(p),
             (None, Some(state)) => state.join("calls.db"),
@@ -193,34 +235,45 @@ impl Config {
             t.auth_token,
             t.auth_token_file,
             need,
-        )?;
+        );
+        let from_file = ld.or(from_file, None);
         let previous = ld.secret(
             "twilio",
             "previous_auth_token",
             t.previous_auth_token,
             t.previous_auth_token_file,
             need,
-        )?;
+        );
+        let previous = ld.or(previous, None);
         let mut auth_tokens = Vec::new();
         let mut origin = "not read by this command".to_owned();
         if need {
-            let found = match ld.env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token)? {
+            let env_token = ld.env_secret("TWILIO_AUTH_TOKEN", &env.twilio_auth_token);
+            let found = match ld.or(env_token, None) {
                 Some(tok) => Some((tok, "environment variable TWILIO_AUTH_TOKEN".to_owned())),
                 None => match from_file {
                     Some(found) => Some(found),
-                    None => ld.credential("twilio-auth-token")?,
+                    None => {
+                        let c = ld.credential("twilio-auth-token");
+                        ld.or(c, None)
+                    }
                 },
             };
-            let Some((primary, from)) = found else {
-                return Err(ld.err(
+            match found {
+                Some((primary, from)) => {
+                    origin = from;
+                    auth_tokens.push(primary);
+                }
+                None => ld.problem(
                     "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token) to the Auth Token from the Twilio console",
-                ));
-            };
-            origin = from;
-            auth_tokens.push(primary);
+                ),
+            }
             let previous = match previous {
                 Some((tok, _)) => Some(tok),
-                None => ld.credential("twilio-previous-auth-token")?.map(|(t, _)| t),
+                None => {
+                    let c = ld.credential("twilio-previous-auth-token");
+                    ld.or(c, None).map(|(t, _)| t)
+                }
             };
             auth_tokens.extend(previous);
         }
@@ -230,72 +283,88 @@ impl Config {
             None => 30,
             Some(n) if (0..=86_400).contains(&n) => n as u64,
             Some(n) => {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "[qualify] `min_duration_seconds` = {n} is out of range; write a number of seconds from 0 to 86400 (default 30)"
-                )));
+                ));
+                30
             }
         };
 
         // [export]
         let e = raw.export;
-        let file_token = ld.secret("export", "token", e.token, e.token_file, needs.export_token)?;
+        let file_token = ld.secret("export", "token", e.token, e.token_file, needs.export_token);
+        let file_token = ld.or(file_token, None);
         let export_token = if !needs.export_token {
             None
         } else {
-            match ld.env_secret("CALLTRACKD_EXPORT_TOKEN", &env.export_token)? {
+            let env_token = ld.env_secret("CALLTRACKD_EXPORT_TOKEN", &env.export_token);
+            match ld.or(env_token, None) {
                 Some(tok) => Some(tok),
                 None => match file_token {
                     Some((tok, _)) => Some(tok),
-                    None => ld.credential("export-token")?.map(|(t, _)| t),
+                    None => {
+                        let c = ld.credential("export-token");
+                        ld.or(c, None).map(|(t, _)| t)
+                    }
                 },
             }
         };
         let timezone = match &e.timezone {
             None => chrono_tz::UTC,
-            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
-                ld.err(format_args!(
-                    "[export] `timezone` = {name:?} is not a known IANA time zone; write a name like \"America/Chicago\" or \"UTC\""
-                ))
-            })?,
+            Some(name) => match name.parse::<chrono_tz::Tz>() {
+                Ok(tz) => tz,
+                Err(_) => {
+                    ld.problem(format_args!(
+                        "[export] `timezone` = {name:?} is not a known IANA time zone; write a name like \"America/Chicago\" or \"UTC\""
+                    ));
+                    chrono_tz::UTC
+                }
+            },
         };
 
         // [[numbers]]
         let mut numbers = HashMap::new();
         for (i, n) in raw.numbers.into_iter().enumerate() {
             let at = format!("[[numbers]] entry {}", i + 1);
-            let number = n.number.ok_or_else(|| {
-                ld.err(format_args!(
+            let Some(number) = n.number else {
+                ld.problem(format_args!(
                     "{at} has no `number`; add the Twilio tracking number, e.g. number = \"+18005551212\""
-                ))
-            })?;
+                ));
+                continue;
+            };
+            let before = ld.problems.len();
             let at = format!("[[numbers]] entry {} ({number})", i + 1);
             if !is_e164(&number) {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "{at}: `number` = {number:?} is not E.164; write + then country code and number, digits only, e.g. \"+18005551212\""
-                )));
+                ));
             }
             let user = n.user.unwrap_or_default();
             if user.trim().is_empty() {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "{at} has no `user`; add the customer the calls belong to, e.g. user = \"acme-plumbing\""
-                )));
+                ));
             }
             if let Some(f) = &n.forward_to
                 && !is_e164(f)
             {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "{at}: `forward_to` = {f:?} is not E.164; write + then country code and number, digits only, e.g. \"+15558675309\""
-                )));
+                ));
             }
             let ring_timeout_seconds = match n.ring_timeout_seconds {
                 None => DEFAULT_RING_TIMEOUT,
                 Some(s) if (5..=600).contains(&s) => s as u32,
                 Some(s) => {
-                    return Err(ld.err(format_args!(
+                    ld.problem(format_args!(
                         "{at}: `ring_timeout_seconds` = {s} is out of range; write 5 to 600 seconds (Twilio's limits; default {DEFAULT_RING_TIMEOUT})"
-                    )));
+                    ));
+                    DEFAULT_RING_TIMEOUT
                 }
             };
+            if ld.problems.len() > before {
+                continue;
+            }
             if n.forward_to.is_none() {
                 ld.warnings.push(format!(
                     "{at} has no `forward_to`: its calls are recorded and then hung up on"
@@ -309,9 +378,9 @@ impl Config {
                 ring_timeout_seconds,
             };
             if numbers.insert(number.clone(), rule).is_some() {
-                return Err(ld.err(format_args!(
+                ld.problem(format_args!(
                     "{at}: `number` {number} is listed twice; keep one [[numbers]] block per number"
-                )));
+                ));
             }
         }
         if numbers.is_empty() {
@@ -320,6 +389,7 @@ impl Config {
             ));
         }
 
+        ld.finish()?;
         Ok(Config {
             path: PathBuf::from(file),
             server: ServerConfig {
