@@ -1,21 +1,21 @@
-//! `calltrackd-bench`: the load generator and the benchmarks, as ratios against a
-//! baseline run on the same machine in the same run.
+//! `calltrackd-bench`: the load generator and the benchmarks, as ratios against baselines
+//! run on the same machine in the same run (`--help` for each command).
 //!
 //! ```text
-//! calltrackd-bench ingest [--connections 16] [--requests 20000] [--workers 8] [--flask]
-//!                         [--binary PATH]
-//!     bare tiny_http server vs calltrackd (durable), side by side, then checks that
-//!     every acknowledged call is stored exactly once; RSS idle and under load; with
-//!     --flask, also the Flask + Twilio SDK handler in tests/baseline (needs gunicorn);
-//!     with --binary, the calltrackd measured is that build (e.g. the previous one)
+//! calltrackd-bench ingest [--rounds 3] [--connections 16] [--requests 20000] [--workers 8]
+//!                         [--flask] [--binary PATH]
+//!     per round, side by side: a bare tiny_http server (the ceiling), the durable limit
+//!     (tiny_http handing each raw body to one writer thread that appends it to SQLite,
+//!     WAL, synchronous=FULL, and commits whatever has queued before answering: the least
+//!     any server that keeps every request durable before its 200 can do here), and
+//!     calltrackd; then medians and ranges over the rounds
 //! calltrackd-bench fire --url URL --token TOKEN [--connections N] [--requests N] [--db FILE]
-//!     the load alone, against any URL (another implementation, a proxy); with --db,
-//!     verifies calltrackd's database afterwards
+//!     the load alone, against any URL; with --db, verifies calltrackd's database
 //! calltrackd-bench export [--rows 1000000]
 //!     calltrackd export (CLI and HTTP) vs `sqlite3 -csv` on the same rows; peak RSS
 //! ```
 //!
-//! Run it from a release build: `cargo run --release --bin calltrackd-bench -- ingest`.
+//! Run it from a release build: `cargo run --release -p calltrackd-bench -- ingest`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -28,41 +28,75 @@ use std::time::{Duration, Instant};
 
 use calltrackd::config::Secret;
 use calltrackd::signature;
+use clap::{Args, Parser};
+
+/// Load generator and benchmarks for calltrackd, as ratios against baselines measured in
+/// the same run.
+#[derive(Parser)]
+#[command(name = "calltrackd-bench")]
+enum Cli {
+    /// Ingest: bare server, durable limit and calltrackd, side by side, over rounds
+    Ingest(IngestArgs),
+    /// Fire the load at any URL (another implementation, calltrackd behind a proxy)
+    Fire(FireArgs),
+    /// Export 1,000,000 calls: calltrackd (CLI and HTTP) vs sqlite3 -csv
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Rounds; the servers alternate within each
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Keep-alive connections
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Distinct signed status callbacks per server and round
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Worker threads of the baselines, and calltrackd's [server] workers
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// Also the Flask + Twilio SDK handler in tests/baseline (needs gunicorn)
+    #[arg(long)]
+    flask: bool,
+    /// Measure this calltrackd binary (e.g. a previous build) instead of the sibling one
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct FireArgs {
+    /// The webhook URL, http://host:port/path
+    #[arg(long)]
+    url: String,
+    /// The auth token to sign with
+    #[arg(long)]
+    token: String,
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// calltrackd's database, to verify every acknowledged call afterwards
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("ingest") => ingest(&Opts::parse(&args[1..])),
-        Some("fire") => fire_cmd(&Opts::parse(&args[1..])),
-        Some("export") => export(&Opts::parse(&args[1..])),
-        _ => Err("usage: calltrackd-bench ingest|fire|export [options]; see the source header or README.md".into()),
+    let result = match Cli::parse() {
+        Cli::Ingest(a) => ingest(&a),
+        Cli::Fire(a) => fire_cmd(&a),
+        Cli::Export(a) => export(&a),
     };
     if let Err(e) = result {
         eprintln!("calltrackd-bench: {e}");
         std::process::exit(1);
-    }
-}
-
-struct Opts(Vec<(String, String)>);
-
-impl Opts {
-    fn parse(args: &[String]) -> Opts {
-        let mut v = Vec::new();
-        let mut it = args.iter().peekable();
-        while let Some(a) = it.next() {
-            if let Some(name) = a.strip_prefix("--") {
-                // A flag (`--flask`) has no value: the next word is another option.
-                let value = it.next_if(|next| !next.starts_with("--")).cloned();
-                v.push((name.to_owned(), value.unwrap_or_default()));
-            }
-        }
-        Opts(v)
-    }
-    fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str())
-    }
-    fn num(&self, k: &str, default: usize) -> usize {
-        self.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
     }
 }
 
@@ -311,15 +345,13 @@ fn verify_db(db: &Path, acknowledged: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn fire_cmd(o: &Opts) -> Result<(), String> {
-    let url = o.get("url").ok_or("--url is required")?;
-    let token = o.get("token").ok_or("--token is required")?;
+fn fire_cmd(o: &FireArgs) -> Result<(), String> {
     let run = format!("{:x}", std::process::id());
-    let (addr, reqs) = prepare(url, token, o.num("requests", 20_000), &run)?;
-    let r = fire(addr, reqs, o.num("connections", 16));
+    let (addr, reqs) = prepare(&o.url, &o.token, o.requests, &run)?;
+    let r = fire(addr, reqs, o.connections);
     report("load", &r);
-    if let Some(db) = o.get("db") {
-        verify_db(Path::new(db), &r.acknowledged)?;
+    if let Some(db) = &o.db {
+        verify_db(db, &r.acknowledged)?;
         println!(
             "verified: all {} acknowledged calls stored exactly once",
             r.acknowledged.len()
@@ -494,70 +526,229 @@ fn listening_port(pid: u32) -> Option<SocketAddr> {
     None
 }
 
-fn ingest(o: &Opts) -> Result<(), String> {
-    if let Some(b) = o.get("binary") {
-        let _ = OTHER_BINARY.set(PathBuf::from(b));
+/// One server's figures in one round.
+struct Figures {
+    rate: f64,
+    p99_ms: f64,
+}
+
+fn figures(r: &LoadResult) -> Figures {
+    Figures {
+        rate: r.rate(),
+        p99_ms: r.pct(0.99).as_secs_f64() * 1e3,
     }
-    let conns = o.num("connections", 16);
-    let n = o.num("requests", 20_000);
-    let workers = o.num("workers", 8);
+}
+
+/// Median and range of a list, as "median (min–max)".
+fn spread(mut v: Vec<f64>, digits: usize) -> String {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let med = if v.is_empty() {
+        0.0
+    } else if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    format!(
+        "{med:.digits$} ({:.digits$}–{:.digits$})",
+        v.first().copied().unwrap_or(0.0),
+        v.last().copied().unwrap_or(0.0)
+    )
+}
+
+/// Loads a fresh instance of one kind of server and measures it.
+fn measure(
+    kind: &str,
+    o: &IngestArgs,
+    token: &str,
+    round: usize,
+) -> Result<(Figures, Option<(u64, u64)>), String> {
+    let tag = format!("{}{round}", &kind[..1]);
+    let (addr, idle, dir, child) = match kind {
+        "bare" => (bare_server(o.workers)?.0, None, None, None),
+        "durable" => {
+            let dir = std::env::temp_dir().join(format!(
+                "calltrackd-bench-durable-{}-{round}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            (
+                durable_server(o.workers, &dir.join("raw.db"))?,
+                None,
+                Some(dir),
+                None,
+            )
+        }
+        _ => {
+            let d = start_daemon(o.workers, token)?;
+            let idle = wait_idle_rss(d.child.id());
+            (d.addr, Some(idle), None, Some(d))
+        }
+    };
+    let url = format!("http://{addr}/call-tracking/webhook");
+    let (_, warm) = prepare(&url, token, 2000, &format!("w{tag}"))?;
+    fire(addr, warm, o.connections);
+    let (_, reqs) = prepare(&url, token, o.requests, &tag)?;
+    let r = fire(addr, reqs, o.connections);
+    report(kind, &r);
+    let mut rss = None;
+    if let Some(d) = &child {
+        let peak = proc_status_kib(d.child.id(), "VmHWM:").unwrap_or(0);
+        verify_db(&d.dir.join("calls.db"), &r.acknowledged)?;
+        rss = Some((idle.unwrap_or(0), peak));
+    }
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if r.failed > 0 {
+        return Err(format!("{kind}: {} requests failed", r.failed));
+    }
+    Ok((figures(&r), rss))
+}
+
+fn ingest(o: &IngestArgs) -> Result<(), String> {
+    if let Some(b) = &o.binary {
+        let _ = OTHER_BINARY.set(b.clone());
+    }
     let token = "bench-token";
     println!(
-        "ingest: {n} distinct signed status callbacks over {conns} keep-alive connections, {workers} workers"
+        "ingest: {} rounds of {} distinct signed status callbacks over {} keep-alive connections, {} workers",
+        o.rounds, o.requests, o.connections, o.workers
     );
-
-    let (bare_addr, _stop) = bare_server(workers)?;
-    let bare_url = format!("http://{bare_addr}/call-tracking/webhook");
-    let (_, warm) = prepare(&bare_url, token, 2000, "w0")?;
-    fire(bare_addr, warm, conns);
-    let (_, reqs) = prepare(&bare_url, token, n, "b0")?;
-    let bare = fire(bare_addr, reqs, conns);
-    report("bare tiny_http (no work)", &bare);
-
-    let d = start_daemon(workers, token)?;
-    std::thread::sleep(Duration::from_millis(300));
-    let idle = proc_status_kib(d.child.id(), "VmRSS:").unwrap_or(0);
-    let url = format!("http://{}/call-tracking/webhook", d.addr);
-    let (_, warm) = prepare(&url, token, 2000, "w1")?;
-    fire(d.addr, warm, conns);
-    let (_, reqs) = prepare(&url, token, n, "c0")?;
-    let ct = fire(d.addr, reqs, conns);
-    report("calltrackd (durable)", &ct);
-    let peak = proc_status_kib(d.child.id(), "VmHWM:").unwrap_or(0);
-    verify_db(&d.dir.join("calls.db"), &ct.acknowledged)?;
+    let kinds = ["bare", "durable", "calltrackd"];
+    let mut all: HashMap<&str, Vec<Figures>> = HashMap::new();
+    let mut rss: Vec<(u64, u64)> = Vec::new();
+    for round in 0..o.rounds {
+        println!("round {}", round + 1);
+        // Alternate the order from round to round.
+        for k in 0..kinds.len() {
+            let kind = kinds[(k + round) % kinds.len()];
+            let (f, r) = measure(kind, o, token, round)?;
+            all.entry(kind).or_default().push(f);
+            rss.extend(r);
+        }
+    }
+    let get = |k: &str| all.get(k).map(Vec::as_slice).unwrap_or(&[]);
+    let ratio = |a: &str, b: &str| -> Vec<f64> {
+        get(a)
+            .iter()
+            .zip(get(b))
+            .map(|(x, y)| x.rate / y.rate)
+            .collect()
+    };
+    println!("\nmedians (ranges) over {} rounds:", o.rounds);
+    for k in kinds {
+        println!(
+            "  {k:<11} {} req/s, p99 {} ms",
+            spread(get(k).iter().map(|f| f.rate).collect(), 0),
+            spread(get(k).iter().map(|f| f.p99_ms).collect(), 2)
+        );
+    }
     println!(
-        "verified: all {} acknowledged calls stored exactly once",
-        ct.acknowledged.len()
+        "  calltrackd / durable limit = {} of the rate (per round)",
+        spread(ratio("calltrackd", "durable"), 2)
     );
     println!(
-        "ratio: calltrackd / bare = {:.2} of the rate; p99 {:.3} ms vs {:.3} ms",
-        ct.rate() / bare.rate(),
-        ct.pct(0.99).as_secs_f64() * 1e3,
-        bare.pct(0.99).as_secs_f64() * 1e3
+        "  calltrackd / bare          = {} of the rate (per round)",
+        spread(ratio("calltrackd", "bare"), 2)
     );
     println!(
-        "calltrackd RSS: idle {:.1} MiB, peak under load {:.1} MiB",
-        idle as f64 / 1024.0,
-        peak as f64 / 1024.0
+        "  calltrackd RSS: idle {} MiB, peak under load {} MiB",
+        spread(rss.iter().map(|r| r.0 as f64 / 1024.0).collect(), 1),
+        spread(rss.iter().map(|r| r.1 as f64 / 1024.0).collect(), 1)
     );
-    drop(d);
-    if o.get("flask").is_some() {
-        let n = n.min(5000);
+    if o.flask {
+        let n = o.requests.min(5000);
         let f = start_flask(token)?;
         let url = format!("http://{}/call-tracking/webhook", f.addr);
-        let (_, warm) = prepare(&url, token, 200, "w2")?;
-        fire(f.addr, warm, conns);
+        let (_, warm) = prepare(&url, token, 200, "wf")?;
+        fire(f.addr, warm, o.connections);
         let (_, reqs) = prepare(&url, token, n, "f0")?;
-        let flask = fire(f.addr, reqs, conns);
+        let flask = fire(f.addr, reqs, o.connections);
         report("Flask + Twilio SDK (gunicorn)", &flask);
+        let ct = spread(get("calltrackd").iter().map(|f| f.rate).collect(), 0);
         println!(
-            "ratio: calltrackd / Flask = {:.1}x the rate ({n} requests); p99 {:.3} ms vs {:.3} ms",
-            ct.rate() / flask.rate(),
-            ct.pct(0.99).as_secs_f64() * 1e3,
+            "  Flask + Twilio SDK: {:.0} req/s, p99 {:.2} ms ({n} requests); calltrackd {ct} req/s",
+            flask.rate(),
             flask.pct(0.99).as_secs_f64() * 1e3
         );
     }
     Ok(())
+}
+
+/// calltrackd's RSS once it has settled after start (the same reading twice in a row).
+fn wait_idle_rss(pid: u32) -> u64 {
+    let mut last = 0;
+    for _ in 0..50 {
+        let now = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+        if now == last && now > 0 {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+/// The durable limit: tiny_http hands each raw body to one writer thread, which appends
+/// whatever has queued to SQLite (WAL, `synchronous=FULL`) in one transaction and only
+/// then lets the requests be answered. No parsing, no signature, no call rows: the least
+/// any server that keeps every request durable before its 200 can do on this machine.
+fn durable_server(workers: usize, db: &Path) -> Result<SocketAddr, String> {
+    use std::sync::mpsc::{Sender, SyncSender, channel, sync_channel};
+    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE raw (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+    )
+    .map_err(|e| e.to_string())?;
+    let (tx, rx) = channel::<(Vec<u8>, SyncSender<bool>)>();
+    std::thread::spawn(move || {
+        let mut conn = conn;
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            let ok = (|| -> rusqlite::Result<()> {
+                let t = conn.transaction()?;
+                {
+                    let mut stmt = t.prepare_cached("INSERT INTO raw (body) VALUES (?1)")?;
+                    for (body, _) in &batch {
+                        stmt.execute([body])?;
+                    }
+                }
+                t.commit()
+            })()
+            .is_ok();
+            for (_, done) in batch {
+                let _ = done.send(ok);
+            }
+        }
+    });
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| e.to_string())?);
+    let addr = server.server_addr().to_ip().ok_or("no ip")?;
+    for _ in 0..workers {
+        let s = Arc::clone(&server);
+        let tx: Sender<(Vec<u8>, SyncSender<bool>)> = tx.clone();
+        std::thread::spawn(move || {
+            while let Ok(mut rq) = s.recv() {
+                let mut body = Vec::new();
+                let _ = rq.as_reader().read_to_end(&mut body);
+                let (done, stored) = sync_channel(1);
+                let ok = tx.send((body, done)).is_ok() && stored.recv().unwrap_or(false);
+                let resp = tiny_http::Response::from_string(if ok {
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n"
+                } else {
+                    "storage failed\n"
+                })
+                .with_status_code(if ok { 200 } else { 503 });
+                let _ = rq.respond(resp);
+            }
+        });
+    }
+    Ok(addr)
 }
 
 /// Starts `tests/baseline/flask_handler.py` under gunicorn (5 sync workers, as its
@@ -616,8 +807,8 @@ fn run_measured(cmd: &mut Command) -> Result<(Duration, u64), String> {
     Ok((elapsed, usage.ru_maxrss.max(0) as u64))
 }
 
-fn export(o: &Opts) -> Result<(), String> {
-    let rows = o.num("rows", 1_000_000);
+fn export(o: &ExportArgs) -> Result<(), String> {
+    let rows = o.rows;
     let dir = std::env::temp_dir().join(format!("calltrackd-bench-export-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
