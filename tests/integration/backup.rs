@@ -13,7 +13,8 @@ fn backup_under_write_load_holds_every_call_acknowledged_before_it_started() {
     let d = env.start();
     let stop = Arc::new(AtomicBool::new(false));
     let loader = load(d.addr, 4, "bk", Arc::clone(&stop));
-    std::thread::sleep(Duration::from_millis(500));
+    // Under way: some calls stored already.
+    assert!(d.wait_log_count("stored status callback", 50, Duration::from_secs(20)));
     // Everything acknowledged up to now must be in the copy.
     let before: Vec<String> = {
         let c = rusqlite::Connection::open(env.db()).unwrap();
@@ -39,9 +40,15 @@ fn backup_under_write_load_holds_every_call_acknowledged_before_it_started() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("integrity check ok"), "{out}");
-    std::thread::sleep(Duration::from_millis(200));
+    // Writes went on after the copy.
+    let so_far = d.log_text().matches("stored status callback").count();
+    assert!(d.wait_log_count(
+        "stored status callback",
+        so_far + 20,
+        Duration::from_secs(20)
+    ));
     stop.store(true, Ordering::Relaxed);
-    let (acked, _) = loader.join().unwrap();
+    let acked = loader.join().unwrap().acked;
     assert!(
         acked.len() > before.len(),
         "the load kept writing during the backup"

@@ -181,6 +181,18 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits until at least `n` log lines contain `needle`.
+    pub fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log_text().matches(needle).count() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     /// Waits until a log line contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
         let start = Instant::now();
