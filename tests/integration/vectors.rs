@@ -91,6 +91,7 @@ fn the_previous_token_also_verifies() {
 /// 2. the vector's parameters (or JSON body), with the vector's query string, are posted
 ///    to the webhook, signed by the tests' signer for the URL the daemon checks; the
 ///    daemon must accept the signature (anything but 403).
+///
 /// Nothing here checks the crate against itself.
 #[test]
 fn every_valid_vector_is_accepted_over_http() {
