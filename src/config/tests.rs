@@ -192,3 +192,35 @@ fn the_summary_counts_in_singular_and_plural() {
         c.summary()
     );
 }
+
+#[test]
+fn range_limits_are_enforced_at_both_ends() {
+    let with = |extra: &str| {
+        let numbers = "[[numbers]]\nnumber = \"+18005551212\"\nuser = \"u\"\n";
+        let text = format!("[twilio]\nauth_token = \"t\"\n{extra}\n{numbers}");
+        parse(&text)
+    };
+    let server = |k: &str, v: i64| with(&format!("[server]\n{k} = {v}\n"));
+    for (key, low, high) in [
+        ("workers", 1, 1024),
+        ("max_body_bytes", 1024, 67_108_864),
+        ("max_connections", 16, 4096),
+    ] {
+        assert!(server(key, low).is_ok(), "{key} = {low}");
+        assert!(server(key, high).is_ok(), "{key} = {high}");
+        for bad in [low - 1, high + 1] {
+            let e = server(key, bad).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("out of range"), "{e}");
+        }
+    }
+    let qualify = |v: i64| with(&format!("[qualify]\nmin_duration_seconds = {v}\n"));
+    assert!(qualify(0).is_ok() && qualify(86_400).is_ok());
+    assert!(qualify(-1).is_err() && qualify(86_401).is_err());
+    let ring = |v: i64| {
+        parse(&format!(
+            "[twilio]\nauth_token = \"t\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"u\"\nring_timeout_seconds = {v}\n"
+        ))
+    };
+    assert!(ring(5).is_ok() && ring(600).is_ok());
+    assert!(ring(4).is_err() && ring(601).is_err());
+}

@@ -425,6 +425,21 @@ fn share_links_scope_expire_refuse_edits_and_revoke() {
         "{link}"
     );
     assert!(!link.contains(EXPORT_TOKEN));
+    // Lifetime: 90 days by default, --days otherwise (read from the link itself).
+    let expires = |link: &str| -> i64 {
+        link.split("expires=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let now = chrono::Utc::now().timestamp();
+    assert!((expires(&link) - (now + 90 * 86_400)).abs() < 120, "{link}");
+    let week = share(&env, &["--user", "acme-plumbing", "--days", "7"]);
+    assert!((expires(&week) - (now + 7 * 86_400)).abs() < 120, "{week}");
     let r = get(d.addr, &path_of(&link), &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     let sids: Vec<String> = csv_rows(&r.body)
@@ -527,10 +542,27 @@ fn xlsx_has_typed_cells_frozen_header_and_autofilter() {
     let header: Vec<String> = (0..17)
         .map(|c| range.get((0, c)).unwrap().to_string())
         .collect();
-    assert_eq!(
-        header,
-        calltrackd::export::COLUMNS.map(str::to_owned).to_vec()
-    );
+    // The contract's columns, written out here (not the crate's own list).
+    let contract = [
+        "call_sid",
+        "user",
+        "tracking_number",
+        "source",
+        "caller",
+        "caller_name",
+        "caller_city",
+        "caller_state",
+        "direction",
+        "status",
+        "answered",
+        "qualified",
+        "duration_seconds",
+        "talk_seconds",
+        "started_at",
+        "ended_at",
+        "started_at_local",
+    ];
+    assert_eq!(header, contract);
     let cell = |row: usize, c: usize| range.get((row, c)).cloned().unwrap_or(Data::Empty);
     assert_eq!(cell(1, 0), Data::String("CA01".into()));
     assert_eq!(
