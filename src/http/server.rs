@@ -417,10 +417,17 @@ impl Running {
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
+        // Idle connections stop reading: a blocked read ends, while a request whose
+        // bytes were read a moment ago (its thread not yet marked busy) can still be
+        // answered, since the writing side stays open. After the drain, everything goes.
         let cut = |only_idle: bool| {
             let conns = lock(&shared.conns);
             for e in conns.map.values() {
-                if !only_idle || e.state.phase() == Phase::Idle {
+                if only_idle {
+                    if e.state.phase() == Phase::Idle {
+                        let _ = e.stream.shutdown(Shutdown::Read);
+                    }
+                } else {
                     let _ = e.stream.shutdown(Shutdown::Both);
                 }
             }
