@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::config::{Config, ConfigError, Env, Needs, Secret};
-use crate::export::{self, Filters, Format};
+use crate::export::{self, ExportError, Filters, Format};
 use crate::signature;
 use crate::storage;
 
@@ -179,7 +179,7 @@ fn parse_format(s: Option<&str>) -> Result<Format, CliError> {
 fn write_atomically(
     dest: &Path,
     force: bool,
-    write: impl FnOnce(&mut std::fs::File) -> Result<(), String>,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(), ExportError>,
 ) -> Result<(), CliError> {
     let name = dest
         .file_name()
@@ -241,7 +241,8 @@ pub fn export(
         (Format::Csv, Some(out)) => write_atomically(out, force, |file| {
             let mut w = std::io::BufWriter::new(file);
             export::write_csv(&db, f, tz, &mut w)?;
-            w.flush().map_err(|e| e.to_string())
+            w.flush()
+                .map_err(|e| ExportError::io("cannot write the CSV", e))
         }),
         (Format::Xlsx, None) => {
             if std::io::stdout().is_terminal() {
@@ -258,12 +259,15 @@ pub fn export(
                 ))
             })?;
             export::write_xlsx(&db, f, tz, &mut file, &tempdir)
-                .and_then(|_| file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string()))
+                .and_then(|_| {
+                    file.seek(SeekFrom::Start(0))
+                        .map_err(|e| ExportError::io("cannot read the workbook back", e))
+                })
                 .and_then(|_| {
                     let mut w = std::io::stdout().lock();
                     std::io::copy(&mut file, &mut w)
                         .and_then(|_| w.flush())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| ExportError::io("cannot write to stdout", e))
                 })
                 .or_else(broken_pipe_is_fine)
         }
@@ -271,15 +275,18 @@ pub fn export(
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
             export::write_csv(&db, f, tz, &mut w)
-                .and_then(|_| w.flush().map_err(|e| e.to_string()))
+                .and_then(|_| {
+                    w.flush()
+                        .map_err(|e| ExportError::io("cannot write to stdout", e))
+                })
                 .or_else(broken_pipe_is_fine)
         }
     }
 }
 
-/// `| head` closing the pipe is not an error.
-fn broken_pipe_is_fine(e: String) -> Result<(), CliError> {
-    if e.contains("Broken pipe") {
+/// `| head` closing the pipe is not an error (told by the error's kind, not its text).
+fn broken_pipe_is_fine(e: ExportError) -> Result<(), CliError> {
+    if e.is_broken_pipe() {
         Ok(())
     } else {
         Err(CliError::runtime(format!("export failed: {e}")))

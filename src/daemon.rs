@@ -31,8 +31,28 @@ enum Event {
     Fatal(String),
 }
 
+/// Why the daemon could not run, or had to stop (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database cannot be opened, created or migrated.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// A listener cannot be set up.
+    #[error(transparent)]
+    Listen(#[from] http::ServerError),
+    /// Signal handling cannot be set up.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// A thread cannot be started.
+    #[error("cannot start the signal thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The listening socket broke while serving.
+    #[error("{0}")]
+    ListenerBroke(String),
+}
+
 /// Runs the daemon until a stop signal (Ok) or a fatal error (Err, exit 1).
-pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
+pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
@@ -41,8 +61,7 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     let (store, writer) = Store::start(
         &cfg.storage_path,
         Arc::clone(&metrics) as Arc<dyn BatchObserver>,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
 
     let server = http::Server::bind(cfg.server.listen)?;
     let addr = server.local_addr();
@@ -102,7 +121,7 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
     };
 
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        .map_err(ServeError::Signals)?;
     let signals_handle = signals.handle();
     let sig_tx: Sender<Event> = tx;
     std::thread::Builder::new()
@@ -114,7 +133,7 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
                 }
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(ServeError::Thread)?;
 
     log::info!(
         "calltrackd {} listening on http://{addr} (webhook {}), database {}, {} numbers",
@@ -141,9 +160,11 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), String> {
                 log::error!(
                     "{msg}: stopping with exit code 1 so the service manager restarts calltrackd"
                 );
-                break Err(msg);
+                break Err(ServeError::ListenerBroke(msg));
             }
-            Err(_) => break Err("the event channel closed".into()),
+            Err(_) => {
+                break Err(ServeError::ListenerBroke("the event channel closed".into()));
+            }
         }
     };
 

@@ -152,7 +152,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             calltrackd::logging::init().map_err(CliError::usage)?;
             let env = Env::from_process();
             let cfg = Config::load(&config.path(), &env)?;
-            calltrackd::daemon::serve(cfg, env).map_err(CliError::runtime)
+            calltrackd::daemon::serve(cfg, env).map_err(|e| CliError::runtime(e.to_string()))
         }
         Command::CheckConfig {
             config,

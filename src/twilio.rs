@@ -55,6 +55,32 @@ impl Params {
     }
 }
 
+/// Why a body or a parameter cannot be used (`400`). Messages name what is wrong, never
+/// echo a value (the HTTP layer escapes what little request text they hold).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A `%` not followed by two hex digits.
+    #[error("a `%` in the form body is not followed by two hex digits")]
+    BadEscape,
+    /// A decoded name or value that is not UTF-8.
+    #[error("a decoded form name or value is not UTF-8")]
+    NotUtf8,
+    /// Not a JSON object.
+    #[error("the JSON body is not a JSON object ({0})")]
+    NotAnObject(String),
+    /// A JSON value that is an array or an object.
+    #[error(
+        "JSON value of `{0}` is an array or object; only strings, numbers and booleans are accepted"
+    )]
+    Nested(String),
+    /// A known Twilio parameter twice, with different values.
+    #[error("parameter {0} appears twice with different values")]
+    Repeated(&'static str),
+    /// A known Twilio parameter whose value does not have its shape.
+    #[error("parameter {0} has a malformed value")]
+    Malformed(&'static str),
+}
+
 /// The body types calltrackd accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyType {
@@ -77,7 +103,7 @@ impl BodyType {
 }
 
 /// Parses a body of the given type.
-pub fn parse_body(kind: BodyType, body: &[u8]) -> Result<Params, String> {
+pub fn parse_body(kind: BodyType, body: &[u8]) -> Result<Params, ParseError> {
     match kind {
         BodyType::Form => parse_form(body),
         BodyType::Json => parse_json(body),
@@ -86,7 +112,7 @@ pub fn parse_body(kind: BodyType, body: &[u8]) -> Result<Params, String> {
 
 /// Strict `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte,
 /// and a `%` without two hex digits or a non-UTF-8 result is an error.
-pub fn parse_form(body: &[u8]) -> Result<Params, String> {
+pub fn parse_form(body: &[u8]) -> Result<Params, ParseError> {
     let mut out = Vec::new();
     for segment in body.split(|&b| b == b'&') {
         if segment.is_empty() {
@@ -101,7 +127,7 @@ pub fn parse_form(body: &[u8]) -> Result<Params, String> {
     Ok(Params(out))
 }
 
-fn decode_component(raw: &[u8]) -> Result<String, String> {
+fn decode_component(raw: &[u8]) -> Result<String, ParseError> {
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -114,11 +140,7 @@ fn decode_component(raw: &[u8]) -> Result<String, String> {
                     raw.get(i + 2).and_then(|&b| hex(b)),
                 ) {
                     (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
-                    _ => {
-                        return Err(
-                            "a `%` in the form body is not followed by two hex digits".into()
-                        );
-                    }
+                    _ => return Err(ParseError::BadEscape),
                 }
                 i += 2;
             }
@@ -126,12 +148,12 @@ fn decode_component(raw: &[u8]) -> Result<String, String> {
         }
         i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| "a decoded form name or value is not UTF-8".into())
+    String::from_utf8(bytes).map_err(|_| ParseError::NotUtf8)
 }
 
 /// A JSON object: strings as they are, numbers and booleans as their JSON text, `null`
 /// ignored; a nested array or object is an error.
-pub fn parse_json(body: &[u8]) -> Result<Params, String> {
+pub fn parse_json(body: &[u8]) -> Result<Params, ParseError> {
     struct Pairs(Vec<(String, Box<RawValue>)>);
     struct PairsVisitor;
     impl<'de> Visitor<'de> for PairsVisitor {
@@ -151,20 +173,19 @@ pub fn parse_json(body: &[u8]) -> Result<Params, String> {
     let pairs = de
         .deserialize_map(PairsVisitor)
         .and_then(|p| de.end().map(|_| p))
-        .map_err(|e| format!("the JSON body is not a JSON object ({e})"))?;
+        .map_err(|e| ParseError::NotAnObject(e.to_string()))?;
     let mut out = Vec::with_capacity(pairs.0.len());
     for (k, raw) in pairs.0 {
         let text = raw.get();
         match text.as_bytes().first() {
             Some(b'"') => {
-                let s: String = serde_json::from_str(text).map_err(|e| e.to_string())?;
+                let s: String = serde_json::from_str(text)
+                    .map_err(|e| ParseError::NotAnObject(e.to_string()))?;
                 out.push((k, s));
             }
             Some(b'n') => {}
             Some(b'[') | Some(b'{') => {
-                return Err(format!(
-                    "JSON value of `{k}` is an array or object; only strings, numbers and booleans are accepted"
-                ));
+                return Err(ParseError::Nested(k));
             }
             _ => out.push((k, text.to_owned())),
         }
@@ -265,7 +286,7 @@ fn fits(shape: Shape, v: &str) -> bool {
 /// ones). A signature covers the concatenation of names and values, so moving the
 /// boundary between a name and its value keeps a captured signature valid; the shapes
 /// make such a shifted request fail here instead of becoming a new event.
-pub fn check_known(p: &Params) -> Result<(), String> {
+pub fn check_known(p: &Params) -> Result<(), ParseError> {
     for (name, shape) in KNOWN {
         let mut seen: Option<&str> = None;
         for (k, v) in &p.0 {
@@ -273,13 +294,11 @@ pub fn check_known(p: &Params) -> Result<(), String> {
                 continue;
             }
             if seen.is_some_and(|s| s != v) {
-                return Err(format!(
-                    "parameter {name} appears twice with different values"
-                ));
+                return Err(ParseError::Repeated(name));
             }
             seen = Some(v);
             if !fits(*shape, v) {
-                return Err(format!("parameter {name} has a malformed value"));
+                return Err(ParseError::Malformed(name));
             }
         }
     }

@@ -4,6 +4,8 @@
 use chrono::{DateTime, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
+use super::FilterError;
+
 /// Which calls to export. Times are Unix seconds on `started_at`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
@@ -20,7 +22,7 @@ pub struct Filters {
 }
 
 /// Parses a `from`/`to` bound: a date (`YYYY-MM-DD`, midnight in `tz`) or RFC 3339.
-pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, String> {
+pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, FilterError> {
     if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
         && value.len() == 10
     {
@@ -35,41 +37,39 @@ pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, String> {
                         .earliest()
                 })
             })
-            .ok_or_else(|| {
-                format!(
-                    "`{name}` = {value:?} does not exist in time zone {}",
-                    tz.name()
-                )
+            .ok_or_else(|| FilterError::NoSuchLocalTime {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                zone: tz.name().to_owned(),
             })?;
         return Ok(local.timestamp());
     }
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.timestamp())
-        .map_err(|_| {
-            format!(
-                "`{name}` = {value:?} is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-01-31T13:00:00Z)"
-            )
+        .map_err(|_| FilterError::NotATime {
+            name: name.to_owned(),
+            value: value.to_owned(),
         })
 }
 
 /// Parses `true` / `false`.
-pub fn parse_qualified(value: &str) -> Result<bool, String> {
+pub fn parse_qualified(value: &str) -> Result<bool, FilterError> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(format!("`qualified` = {value:?} must be true or false")),
+        _ => Err(FilterError::NotABool(value.to_owned())),
     }
 }
 
 impl Filters {
     /// From `name=value` pairs (a query string or the CLI flags), strictly: unknown or
     /// repeated names are errors, so a typo never exports everything.
-    pub fn from_pairs(pairs: &[(String, String)], tz: Tz) -> Result<Filters, String> {
+    pub fn from_pairs(pairs: &[(String, String)], tz: Tz) -> Result<Filters, FilterError> {
         let mut f = Filters::default();
         let mut seen: Vec<&str> = Vec::new();
         for (k, v) in pairs {
             if seen.contains(&k.as_str()) {
-                return Err(format!("filter `{k}` is given twice; give it once"));
+                return Err(FilterError::Repeated(k.clone()));
             }
             seen.push(k);
             match k.as_str() {
@@ -78,11 +78,7 @@ impl Filters {
                 "user" => f.user = Some(v.clone()),
                 "source" => f.source = Some(v.clone()),
                 "qualified" => f.qualified = Some(parse_qualified(v)?),
-                other => {
-                    return Err(format!(
-                        "unknown filter `{other}`; use from, to, user, source or qualified"
-                    ));
-                }
+                other => return Err(FilterError::Unknown(other.to_owned())),
             }
         }
         Ok(f)

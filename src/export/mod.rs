@@ -31,12 +31,14 @@ use chrono_tz::Tz;
 use crate::config::Secret;
 
 mod csv;
+mod error;
 mod filters;
 mod pager;
 mod share;
 mod xlsx;
 
 pub use csv::{CsvStream, safe_cell};
+pub use error::{ExportError, FilterError, ShareError};
 pub use filters::{Filters, parse_bound, parse_qualified};
 pub use share::{share_query, verify_share};
 pub use xlsx::{write_xlsx, xlsx_tempfile};
@@ -87,11 +89,11 @@ pub enum Format {
 
 impl Format {
     /// From `csv` / `xlsx`.
-    pub fn parse(s: &str) -> Result<Format, String> {
+    pub fn parse(s: &str) -> Result<Format, FilterError> {
         match s {
             "csv" => Ok(Format::Csv),
             "xlsx" => Ok(Format::Xlsx),
-            _ => Err(format!("format {s:?} is not csv or xlsx")),
+            _ => Err(FilterError::Format(s.to_owned())),
         }
     }
 
@@ -105,11 +107,16 @@ impl Format {
 }
 
 /// Writes the export to `out` (CSV) — the command line's path, same bytes as HTTP.
-pub fn write_csv(db: &Path, filters: Filters, tz: Tz, out: &mut dyn Write) -> Result<(), String> {
-    let mut stream = CsvStream::open(db, filters, tz).map_err(|e| e.to_string())?;
+pub fn write_csv(
+    db: &Path,
+    filters: Filters,
+    tz: Tz,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    let mut stream = CsvStream::open(db, filters, tz)?;
     io::copy(&mut stream, out)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| ExportError::io("cannot write the CSV", e))
 }
 
 /// The folder for temporary files: the database's own, which only the daemon writes.

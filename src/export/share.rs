@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::{Filters, Format};
+use super::{Filters, Format, ShareError};
 use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -71,8 +71,7 @@ pub fn verify_share(
     pairs: &[(String, String)],
     now: i64,
     tz: Tz,
-) -> Result<Filters, (u16, String)> {
-    let forbidden = |m: &str| (403, m.to_owned());
+) -> Result<Filters, ShareError> {
     let mut scope = Vec::new();
     let mut dates = Vec::new();
     let (mut expires, mut sig) = (None, None);
@@ -86,33 +85,33 @@ pub fn verify_share(
             }
             k if SHARE_SCOPE.contains(&k) => {
                 if scope.iter().any(|(n, _)| n == k) {
-                    return Err(forbidden("share link altered"));
+                    return Err(ShareError::Altered);
                 }
                 scope.push((k.to_owned(), v.clone()));
                 continue;
             }
-            _ => return Err(forbidden("share link altered")),
+            _ => return Err(ShareError::Altered),
         };
         if slot.replace(v.clone()).is_some() {
-            return Err(forbidden("share link altered"));
+            return Err(ShareError::Altered);
         }
     }
     let expires: i64 = expires
         .and_then(|e| e.parse().ok())
-        .ok_or_else(|| forbidden("share link altered"))?;
+        .ok_or(ShareError::Altered)?;
     let sig = sig
         .and_then(|s| B64URL.decode(s).ok())
-        .ok_or_else(|| forbidden("share link altered"))?;
+        .ok_or(ShareError::Altered)?;
     if share_mac(token, format, &scope, expires)
         .verify_slice(&sig)
         .is_err()
     {
-        return Err(forbidden("share link altered or revoked"));
+        return Err(ShareError::Altered);
     }
     if now >= expires {
-        return Err(forbidden("share link expired"));
+        return Err(ShareError::Expired);
     }
     let mut all = scope;
     all.extend(dates);
-    Filters::from_pairs(&all, tz).map_err(|e| (400, e))
+    Ok(Filters::from_pairs(&all, tz)?)
 }

@@ -83,7 +83,7 @@ fn share_links_verify_and_refuse_edits() {
     assert_eq!(
         verify_share(&t, Format::Csv, &pairs, 2000, chrono_tz::UTC)
             .unwrap_err()
-            .0,
+            .status(),
         403
     );
     // other format, other token
@@ -110,7 +110,7 @@ fn share_links_verify_and_refuse_edits() {
         assert_eq!(
             verify_share(&t, Format::Csv, &edited, 1000, chrono_tz::UTC)
                 .unwrap_err()
-                .0,
+                .status(),
             403,
             "{k}"
         );
@@ -121,7 +121,7 @@ fn share_links_verify_and_refuse_edits() {
     assert_eq!(
         verify_share(&t, Format::Csv, &doubled, 1000, chrono_tz::UTC)
             .unwrap_err()
-            .0,
+            .status(),
         403
     );
     // from/to narrow

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 
 use super::csv::local_naive;
 use super::pager::Pager;
-use super::{COLUMNS, Filters, Settings, private_tempdir};
+use super::{COLUMNS, ExportError, Filters, Settings, private_tempdir};
 
 /// Writes the filtered calls as an XLSX workbook to `out`; the workbook writer's own
 /// temporary files (unnamed) go into `tempdir`.
@@ -17,10 +17,10 @@ pub fn write_xlsx(
     tz: Tz,
     out: &mut std::fs::File,
     tempdir: &Path,
-) -> Result<u64, String> {
+) -> Result<u64, ExportError> {
     use rust_xlsxwriter::{Format as XFormat, Workbook};
-    let xerr = |e: rust_xlsxwriter::XlsxError| format!("cannot write the workbook: {e}");
-    let mut pager = Pager::open(db, filters).map_err(|e| e.to_string())?;
+    let xerr = ExportError::from;
+    let mut pager = Pager::open(db, filters)?;
     let mut wb = Workbook::new();
     wb.set_tempdir(tempdir).map_err(xerr)?;
     let mut ws = wb.new_worksheet_with_constant_memory().map_err(xerr)?;
@@ -33,14 +33,14 @@ pub fn write_xlsx(
     }
     let mut row: u32 = 0;
     loop {
-        let page = pager.next_page().map_err(|e| e.to_string())?;
+        let page = pager.next_page()?;
         if page.is_empty() {
             break;
         }
         for r in page {
             row += 1;
             if row >= 1_048_576 {
-                return Err("more than 1,048,575 calls: too many rows for one Excel sheet; narrow the export with --from/--to or use CSV".into());
+                return Err(ExportError::TooManyRows);
             }
             let texts = [
                 (0u16, &r.call_sid),
@@ -110,14 +110,19 @@ pub fn write_xlsx(
 /// Builds the workbook in an unnamed temporary file and returns it open, at its start.
 /// One workbook is built at a time: each takes a core for a while, and the other core
 /// stays free for webhooks.
-pub fn xlsx_tempfile(s: &Settings, filters: Filters) -> Result<std::fs::File, String> {
+pub fn xlsx_tempfile(s: &Settings, filters: Filters) -> Result<std::fs::File, ExportError> {
     use std::io::{Seek, SeekFrom};
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = private_tempdir(&s.db_path);
-    let mut file = tempfile::tempfile_in(&dir)
-        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    let mut file = tempfile::tempfile_in(&dir).map_err(|e| {
+        ExportError::io(
+            &format!("cannot create a temporary file in {}", dir.display()),
+            e,
+        )
+    })?;
     write_xlsx(&s.db_path, filters, s.timezone, &mut file, &dir)?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| ExportError::io("cannot read the workbook back", e))?;
     Ok(file)
 }

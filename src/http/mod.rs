@@ -41,7 +41,7 @@ mod server;
 use std::io::Read;
 use std::time::Duration;
 
-pub use server::{Running, Server, Stats};
+pub use server::{Running, Server, ServerError, Stats};
 
 /// Size and time limits of one listener.
 #[derive(Debug, Clone)]

@@ -284,6 +284,23 @@ impl Slot {
     }
 }
 
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address cannot be bound (in use, not ours, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The accept thread could not be started.
+    #[error("cannot start the accept thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// A bound listener, not yet serving.
 pub struct Server {
     listener: TcpListener,
@@ -300,12 +317,10 @@ pub struct Running {
 
 impl Server {
     /// Binds `addr`.
-    pub fn bind(addr: SocketAddr) -> Result<Server, String> {
-        let listener =
-            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    pub fn bind(addr: SocketAddr) -> Result<Server, ServerError> {
+        let listen = |source| ServerError::Listen { addr, source };
+        let listener = TcpListener::bind(addr).map_err(listen)?;
+        let addr = listener.local_addr().map_err(listen)?;
         Ok(Server { listener, addr })
     }
 
@@ -322,11 +337,12 @@ impl Server {
         limits: Limits,
         handler: Arc<Handler>,
         on_fatal: Arc<dyn Fn(String) + Send + Sync>,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, ServerError> {
+        let addr = self.addr;
         let ours = self
             .listener
             .try_clone()
-            .map_err(|e| format!("cannot listen on {}: {e}", self.addr))?;
+            .map_err(|source| ServerError::Listen { addr, source })?;
         let shared = Arc::new(Shared {
             permits: Permits {
                 free: Mutex::new(limits.workers.max(1)),
@@ -346,7 +362,7 @@ impl Server {
         let acceptor = std::thread::Builder::new()
             .name(format!("{name}-accept"))
             .spawn(move || accept_loop(&listener, &accept_shared, &*on_fatal))
-            .map_err(|e| format!("cannot start the accept thread: {e}"))?;
+            .map_err(ServerError::Thread)?;
         Ok(Running {
             shared,
             listener: ours,

@@ -76,19 +76,17 @@ fn checked_filters(s: &Settings, req: &Request) -> Result<(Format, Filters), Res
         None => Vec::new(),
     };
     let filters = if pairs.iter().any(|(k, _)| k == "sig") {
-        verify_share(token, format, &pairs, Utc::now().timestamp(), s.timezone).map_err(
-            |(status, msg)| {
-                log::warn!("export: {msg}: {status}");
-                Response::text(status, format!("{}\n", escaped(&msg)))
-            },
-        )?
+        verify_share(token, format, &pairs, Utc::now().timestamp(), s.timezone).map_err(|e| {
+            log::warn!("export: {e}: {}", e.status());
+            Response::text(e.status(), format!("{}\n", escaped(&e.to_string())))
+        })?
     } else {
         if !authorized(token, req) {
             log::warn!("export: missing or wrong credentials: 401");
             return Err(unauthorized());
         }
         Filters::from_pairs(&pairs, s.timezone)
-            .map_err(|msg| Response::text(400, format!("{}\n", escaped(&msg))))?
+            .map_err(|e| Response::text(400, format!("{}\n", escaped(&e.to_string()))))?
     };
     Ok((format, filters))
 }

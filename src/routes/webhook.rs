@@ -81,7 +81,7 @@ pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response
                 app,
                 400,
                 MetricOutcome::BadRequest,
-                &format!("unparseable body: {}", escaped(&why)),
+                &format!("unparseable body: {}", escaped(&why.to_string())),
             ));
         }
     };
