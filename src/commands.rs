@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::config::{Config, ConfigError, Env, Needs, Secret};
-use crate::export::{self, ExportError, Filters, Format};
+use crate::export::{self, ExportError, FilterArgs, Filters, Format, Scope};
 use crate::signature;
 use crate::storage;
 
@@ -135,37 +135,6 @@ pub fn sign(config: &Path, url: &str, params: &[String]) -> Result<String, CliEr
         url,
         &signature::canonical_params(&pairs),
     ))
-}
-
-/// The flags `export` and `share-link` share.
-#[derive(Debug, Clone, Default)]
-pub struct FilterArgs {
-    /// `--from`
-    pub from: Option<String>,
-    /// `--to`
-    pub to: Option<String>,
-    /// `--user`
-    pub user: Option<String>,
-    /// `--source`
-    pub source: Option<String>,
-    /// `--qualified`
-    pub qualified: Option<String>,
-}
-
-impl FilterArgs {
-    /// As `name=value` pairs, so the CLI and HTTP parse filters the same way.
-    pub fn pairs(&self) -> Vec<(String, String)> {
-        [
-            ("from", &self.from),
-            ("to", &self.to),
-            ("user", &self.user),
-            ("source", &self.source),
-            ("qualified", &self.qualified),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone())))
-        .collect()
-    }
 }
 
 fn parse_format(s: Option<&str>) -> Result<Format, CliError> {
@@ -296,15 +265,10 @@ fn broken_pipe_is_fine(e: ExportError) -> Result<(), CliError> {
 /// `share-link`: a read-only, expiring export URL.
 pub fn share_link(
     config: &Path,
-    filters: &FilterArgs,
+    filters: &Scope,
     format: Option<&str>,
     days: Option<i64>,
 ) -> Result<String, CliError> {
-    if filters.from.is_some() || filters.to.is_some() {
-        return Err(CliError::usage(
-            "share-link takes no --from/--to; the person using the link may add from= and to= to narrow it",
-        ));
-    }
     let format = parse_format(format)?;
     let days = days.unwrap_or(90);
     if !(1..=3650).contains(&days) {

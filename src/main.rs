@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use calltrackd::commands::{self, CliError, FilterArgs};
+use calltrackd::commands::{self, CliError};
 use calltrackd::config::{self, Config, Env};
+use calltrackd::export::{FilterArgs, Scope};
 use clap::{Args, Parser, Subcommand};
 
 /// Self-hosted Twilio call tracking: verified webhooks into SQLite, CSV/XLSX export.
@@ -32,44 +33,6 @@ impl ConfigArg {
     }
 }
 
-/// Which calls: the filters `export` and `share-link` have in common.
-#[derive(Args, Clone)]
-struct Scope {
-    /// Only this user's calls
-    #[arg(long, value_name = "U")]
-    user: Option<String>,
-    /// Only calls from this marketing source
-    #[arg(long, value_name = "S")]
-    source: Option<String>,
-    /// Only qualified (true) or unqualified (false) calls
-    #[arg(long, value_name = "true|false")]
-    qualified: Option<String>,
-}
-
-#[derive(Args, Clone)]
-struct Filter {
-    /// Only calls that started at or after this date (YYYY-MM-DD, in export.timezone) or RFC 3339 time
-    #[arg(long, value_name = "D")]
-    from: Option<String>,
-    /// Only calls that started before this date or time (exclusive)
-    #[arg(long, value_name = "D")]
-    to: Option<String>,
-    #[command(flatten)]
-    scope: Scope,
-}
-
-impl From<&Filter> for FilterArgs {
-    fn from(f: &Filter) -> Self {
-        FilterArgs {
-            from: f.from.clone(),
-            to: f.to.clone(),
-            user: f.scope.user.clone(),
-            source: f.scope.source.clone(),
-            qualified: f.scope.qualified.clone(),
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground (systemd runs it so)
@@ -93,7 +56,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         #[command(flatten)]
-        filter: Filter,
+        filter: FilterArgs,
         /// csv or xlsx
         #[arg(long, value_name = "csv|xlsx", default_value = "csv")]
         format: String,
@@ -166,7 +129,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             force,
         } => commands::export(
             &config.path(),
-            &(&filter).into(),
+            &filter,
             Some(&format),
             output.as_deref(),
             force,
@@ -177,13 +140,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             format,
             days,
         } => {
-            let f = FilterArgs {
-                user: scope.user,
-                source: scope.source,
-                qualified: scope.qualified,
-                ..FilterArgs::default()
-            };
-            let url = commands::share_link(&config.path(), &f, Some(&format), Some(days))?;
+            let url = commands::share_link(&config.path(), &scope, Some(&format), Some(days))?;
             println!("{url}");
             Ok(())
         }

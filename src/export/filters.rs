@@ -6,6 +6,64 @@ use chrono_tz::Tz;
 
 use super::FilterError;
 
+/// Which calls, as a person gives them on the command line: the scope a share link
+/// carries (`--user`, `--source`, `--qualified`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Scope {
+    /// Only this user's calls
+    #[arg(long, value_name = "U")]
+    pub user: Option<String>,
+    /// Only calls from this marketing source
+    #[arg(long, value_name = "S")]
+    pub source: Option<String>,
+    /// Only qualified (true) or unqualified (false) calls
+    #[arg(long, value_name = "true|false")]
+    pub qualified: Option<String>,
+}
+
+/// The scope and a time range (`export`). Its [`FilterArgs::pairs`] go through
+/// [`Filters::from_pairs`] exactly as an HTTP query does, so the command line and HTTP
+/// can never disagree about a filter.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Only calls that started at or after this date (YYYY-MM-DD, in export.timezone) or RFC 3339 time
+    #[arg(long, value_name = "D")]
+    pub from: Option<String>,
+    /// Only calls that started before this date or time (exclusive)
+    #[arg(long, value_name = "D")]
+    pub to: Option<String>,
+    /// `--user`, `--source`, `--qualified`.
+    #[command(flatten)]
+    pub scope: Scope,
+}
+
+impl Scope {
+    /// As `name=value` pairs.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        named(&[
+            ("user", &self.user),
+            ("source", &self.source),
+            ("qualified", &self.qualified),
+        ])
+    }
+}
+
+impl FilterArgs {
+    /// As `name=value` pairs, the form an HTTP query takes.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let mut out = named(&[("from", &self.from), ("to", &self.to)]);
+        out.extend(self.scope.pairs());
+        out
+    }
+}
+
+fn named(fields: &[(&str, &Option<String>)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| ((*k).to_owned(), v.clone())))
+        .collect()
+}
+
 /// Which calls to export. Times are Unix seconds on `started_at`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
