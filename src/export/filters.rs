@@ -150,7 +150,7 @@ pub(super) fn page_sql(f: &Filters, after: bool) -> String {
     let mut sql = String::from(
         "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
             caller_state, direction, status, answered, qualified, duration_seconds, talk_seconds,
-            started_at, ended_at
+            started_at, ended_at, forwarded, min_duration_seconds
          FROM calls INDEXED BY calls_by_start WHERE 1",
     );
     for (on, cond) in [

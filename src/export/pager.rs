@@ -6,28 +6,8 @@ use rusqlite::Connection;
 
 use super::filters::page_sql;
 use super::{Filters, PAGE};
+use crate::calls::Call;
 use crate::storage::{self, StorageError};
-
-/// One exported row, straight from the `calls` table.
-#[derive(Debug, Clone)]
-pub(super) struct Row {
-    pub(super) call_sid: String,
-    pub(super) user: String,
-    pub(super) tracking_number: String,
-    pub(super) source: String,
-    pub(super) caller: String,
-    pub(super) caller_name: String,
-    pub(super) caller_city: String,
-    pub(super) caller_state: String,
-    pub(super) direction: String,
-    pub(super) status: String,
-    pub(super) answered: Option<bool>,
-    pub(super) qualified: Option<bool>,
-    pub(super) duration_seconds: Option<i64>,
-    pub(super) talk_seconds: Option<i64>,
-    pub(super) started_at: i64,
-    pub(super) ended_at: Option<i64>,
-}
 
 /// Pages through the filtered calls, each page in its own read transaction.
 pub(super) struct Pager {
@@ -50,7 +30,7 @@ impl Pager {
         })
     }
 
-    pub(super) fn next_page(&mut self) -> Result<Vec<Row>, StorageError> {
+    pub(super) fn next_page(&mut self) -> Result<Vec<Call>, StorageError> {
         if self.done {
             return Ok(Vec::new());
         }
@@ -80,7 +60,7 @@ impl Pager {
             named.push((":after_sid", sid));
         }
         let rows = stmt.query_map(named.as_slice(), |r| {
-            Ok(Row {
+            Ok(Call {
                 call_sid: r.get(0)?,
                 user: r.get(1)?,
                 tracking_number: r.get(2)?,
@@ -97,9 +77,11 @@ impl Pager {
                 talk_seconds: r.get(13)?,
                 started_at: r.get(14)?,
                 ended_at: r.get(15)?,
+                forwarded: r.get(16)?,
+                min_duration_seconds: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
             })
         })?;
-        let page: Vec<Row> = rows.collect::<Result<_, _>>()?;
+        let page: Vec<Call> = rows.collect::<Result<_, _>>()?;
         if page.len() < PAGE {
             self.done = true;
         }
