@@ -158,13 +158,6 @@ impl Download {
     }
 }
 
-fn metrics_addr(d: &Daemon) -> SocketAddr {
-    assert!(d.wait_log("metrics on http://", Duration::from_secs(10)));
-    let log = d.log_text();
-    let rest = log.split("metrics on http://").nth(1).unwrap();
-    rest.split('/').next().unwrap().parse().unwrap()
-}
-
 fn metric(addr: SocketAddr, series: &str) -> f64 {
     let text = get(addr, "/metrics", &[]).text();
     text.lines()
@@ -263,7 +256,7 @@ fn downloads_that_are_never_read_cannot_keep_callbacks_out() {
     ));
     seed_calls(&env, 50_000);
     let d = env.start();
-    let maddr = metrics_addr(&d);
+    let maddr = d.metrics_addr();
     let stuck: Vec<TcpStream> = (0..16)
         .map(|_| {
             let mut s = small_window_connect(d.addr);
@@ -569,7 +562,7 @@ fn a_slow_download_holds_no_snapshot_back() {
 fn the_wal_shrinks_back_after_an_outside_reader_ends() {
     let env = Env::new(&base_config("metrics_listen = \"127.0.0.1:0\"\n"));
     let d = env.start();
-    let maddr = metrics_addr(&d);
+    let maddr = d.metrics_addr();
     assert_eq!(timed_post(&d, "CAout0").0, 200);
     // An outside reader holds a snapshot: checkpoints cannot finish, the WAL grows.
     let reader = rusqlite::Connection::open(env.db()).unwrap();

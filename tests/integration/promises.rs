@@ -265,17 +265,7 @@ fn forwarded_headers_are_not_trusted() {
 fn every_metrics_family_is_served() {
     let env = Env::new(&base_config("metrics_listen = \"127.0.0.1:0\"\n"));
     let d = env.start();
-    assert!(d.wait_log("metrics on http://", Duration::from_secs(10)));
-    let log = d.log_text();
-    let maddr: std::net::SocketAddr = log
-        .split("metrics on http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let maddr = d.metrics_addr();
     assert_eq!(signed_post(&d, "CAmetric").status, 200);
     let text = get(maddr, "/metrics", &[]).text();
     for family in [

@@ -389,15 +389,10 @@ fn full_disk_answers_503_and_recovers_when_space_returns() {
 
 #[test]
 fn metrics_on_their_own_listener_without_per_call_labels() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let env = Env::new(&base_config(&format!(
-        "metrics_listen = \"127.0.0.1:{port}\"\n"
-    )));
+    // Port 0: the daemon picks one and logs it (no port picked, freed and reused here).
+    let env = Env::new(&base_config("metrics_listen = \"127.0.0.1:0\"\n"));
     let d = env.start();
-    let maddr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let maddr = d.metrics_addr();
     assert_eq!(
         d.post_form(&borrow(&incoming("CAm1", TRACKING))).status,
         200

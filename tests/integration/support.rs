@@ -181,6 +181,14 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The address of the metrics listener, from the log line that announces it.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        assert!(self.wait_log("metrics on http://", Duration::from_secs(10)));
+        let log = self.log_text();
+        let rest = log.split("metrics on http://").nth(1).unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
     /// Waits until at least `n` log lines contain `needle`.
     pub fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
         let start = Instant::now();
