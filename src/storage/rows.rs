@@ -102,8 +102,11 @@ pub(crate) fn apply_one(
     if ev.facts.is_child_leg() {
         return Ok(Outcome::ChildLeg);
     }
-    let row: Option<(Decided, Option<String>)> = conn
-        .prepare_cached(
+    // A CallSid seen for the first time has no row yet: no need to look.
+    let row: Option<(Decided, Option<String>)> = if known.is_none() {
+        None
+    } else {
+        conn.prepare_cached(
             "SELECT user, source, min_duration_seconds, state FROM calls WHERE id = ?1",
         )?
         .query_row([call_id], |r| {
@@ -116,7 +119,8 @@ pub(crate) fn apply_one(
                 r.get(3)?,
             ))
         })
-        .optional()?;
+        .optional()?
+    };
     let kept = row
         .as_ref()
         .and_then(|(_, state)| state.as_deref())
