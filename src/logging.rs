@@ -46,18 +46,23 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// `$CALLTRACKD_LOG` is not a level.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "CALLTRACKD_LOG={0:?} is not a log level; use error, warn, info, debug or trace (or unset it for info)"
+)]
+pub struct UnknownLevel(String);
+
 /// Installs the logger; calling it twice is harmless. An unknown `$CALLTRACKD_LOG` is an
 /// error (a typo must not silently mean `info`).
-pub fn init() -> Result<(), String> {
+pub fn init() -> Result<(), UnknownLevel> {
     let level = match std::env::var("CALLTRACKD_LOG") {
         Err(_) => LevelFilter::Info,
         Ok(v) if v.trim().is_empty() => LevelFilter::Info,
-        Ok(v) => v.trim().parse::<LevelFilter>().map_err(|_| {
-            format!(
-                "CALLTRACKD_LOG={:?} is not a log level; use error, warn, info, debug or trace (or unset it for info)",
-                escaped(&v)
-            )
-        })?,
+        Ok(v) => v
+            .trim()
+            .parse::<LevelFilter>()
+            .map_err(|_| UnknownLevel(escaped(&v).into_owned()))?,
     };
     let logger = Logger {
         level,

@@ -112,7 +112,7 @@ enum Command {
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { config } => {
-            calltrackd::logging::init().map_err(CliError::usage)?;
+            calltrackd::logging::init().map_err(|e| CliError::usage(e.to_string()))?;
             let env = Env::from_process();
             let cfg = Config::load(&config.path(), &env)?;
             calltrackd::daemon::serve(cfg, env).map_err(|e| CliError::runtime(e.to_string()))

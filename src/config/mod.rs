@@ -30,7 +30,7 @@ use secrets::holds_inline_secret;
 
 pub use error::ConfigError;
 pub use secrets::Secret;
-pub use validate::{is_e164, split_host_port, validate_public_url};
+pub use validate::{UrlProblem, is_e164, split_host_port, validate_public_url};
 
 /// Where `--config` points when neither the flag nor `$CALLTRACKD_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/calltrackd/config.toml";

@@ -22,24 +22,24 @@ pub fn is_e164(s: &str) -> bool {
 
 /// Checks `http(s)://host[:port][/prefix]` and drops one trailing `/`. The result is
 /// used verbatim to build signed URLs, so nothing else is normalised.
-pub fn validate_public_url(raw: &str) -> Result<String, String> {
+pub fn validate_public_url(raw: &str) -> Result<String, UrlProblem> {
     let url = raw.strip_suffix('/').unwrap_or(raw);
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or("it must start with https:// or http://")?;
+        .ok_or(UrlProblem::Scheme)?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it must not contain spaces".into());
+        return Err(UrlProblem::Spaces);
     }
     if url.contains(['?', '#']) {
-        return Err("it must not have a query or fragment".into());
+        return Err(UrlProblem::Query);
     }
     let (authority, _prefix) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
     if authority.contains('@') {
-        return Err("it must not contain a user name or password".into());
+        return Err(UrlProblem::Credentials);
     }
     let (host, port) = split_host_port(authority);
     let host_ok = if let Some(inner) = host.strip_prefix('[') {
@@ -53,17 +53,43 @@ pub fn validate_public_url(raw: &str) -> Result<String, String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
     };
     if !host_ok {
-        return Err(format!("`{host}` is not a host name"));
+        return Err(UrlProblem::Host(host.to_owned()));
     }
     if let Some(port) = port
         && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
     {
-        return Err(format!("`{port}` is not a port number"));
+        return Err(UrlProblem::Port(port.to_owned()));
     }
     if url.ends_with('/') {
-        return Err("it must not end with //".into());
+        return Err(UrlProblem::DoubleSlash);
     }
     Ok(url.to_owned())
+}
+
+/// Why a `public_url` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    /// Not http or https.
+    #[error("it must start with https:// or http://")]
+    Scheme,
+    /// White space or control characters.
+    #[error("it must not contain spaces")]
+    Spaces,
+    /// A query or fragment.
+    #[error("it must not have a query or fragment")]
+    Query,
+    /// A user name or password.
+    #[error("it must not contain a user name or password")]
+    Credentials,
+    /// Not a host name.
+    #[error("`{0}` is not a host name")]
+    Host(String),
+    /// Not a port number.
+    #[error("`{0}` is not a port number")]
+    Port(String),
+    /// Ends with `//`.
+    #[error("it must not end with //")]
+    DoubleSlash,
 }
 
 /// Splits `host[:port]` (IPv6 in brackets). Port is `None` when absent.
