@@ -89,21 +89,7 @@ fn one_bad_request_does_not_fail_its_batch_mates() {
                 } else {
                     format!("CAmate{i}")
                 };
-                let p = incoming(&sid, TRACKING);
-                let url = format!("http://{addr}/call-tracking/webhook");
-                let r = request(
-                    addr,
-                    "POST",
-                    "/call-tracking/webhook",
-                    &[
-                        (
-                            "Content-Type",
-                            "application/x-www-form-urlencoded".to_owned(),
-                        ),
-                        ("X-Twilio-Signature", sign(TOKEN, &url, &borrow(&p))),
-                    ],
-                    form_encode(&borrow(&p)).as_bytes(),
-                );
+                let r = post_signed_to(addr, &incoming(&sid, TRACKING));
                 (sid, r.status)
             })
         })

@@ -516,26 +516,11 @@ fn a_reload_never_splits_a_request_between_two_rule_sets() {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let mut seen = Vec::new();
-            let url = format!("http://{addr}/call-tracking/webhook");
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) && i < 5000 {
                 i += 1;
                 let sid = format!("CArace{i}");
-                let p = incoming(&sid, TRACKING);
-                let body = form_encode(&borrow(&p));
-                let r = request(
-                    addr,
-                    "POST",
-                    "/call-tracking/webhook",
-                    &[
-                        (
-                            "Content-Type",
-                            "application/x-www-form-urlencoded".to_owned(),
-                        ),
-                        ("X-Twilio-Signature", sign(TOKEN, &url, &borrow(&p))),
-                    ],
-                    body.as_bytes(),
-                );
+                let r = post_signed_to(addr, &incoming(&sid, TRACKING));
                 assert_eq!(r.status, 200);
                 seen.push((sid, r.text().contains("+15550000001")));
             }

@@ -266,6 +266,25 @@ impl Drop for Daemon {
     }
 }
 
+/// One signed form POST of `params` to the webhook at `addr` (no public_url: the URL
+/// signed is http:// + addr + path), on a fresh connection; usable from any thread.
+pub fn post_signed_to(addr: SocketAddr, params: &[(String, String)]) -> Resp {
+    let url = format!("http://{addr}/call-tracking/webhook");
+    request(
+        addr,
+        "POST",
+        "/call-tracking/webhook",
+        &[
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("X-Twilio-Signature", sign(TOKEN, &url, &borrow(params))),
+        ],
+        form_encode(&borrow(params)).as_bytes(),
+    )
+}
+
 pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
     let start = Instant::now();
     loop {
