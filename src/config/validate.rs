@@ -255,6 +255,7 @@ impl Config {
         // [twilio]
         let t = raw.twilio;
         let need = needs.auth_token;
+        let problems_before = ld.problems.len();
         let from_file = ld.secret(
             "twilio",
             "auth_token",
@@ -290,6 +291,8 @@ impl Config {
                     origin = from;
                     auth_tokens.push(primary);
                 }
+                // A token that was given but could not be read is reported already.
+                None if ld.problems.len() > problems_before => {}
                 None => ld.problem(
                     "[twilio] has no auth token; set `auth_token` (or `auth_token_file`, or the environment variable TWILIO_AUTH_TOKEN, or systemd's LoadCredential=twilio-auth-token) to the Auth Token from the Twilio console",
                 ),
