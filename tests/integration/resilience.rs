@@ -546,3 +546,57 @@ fn a_reload_never_splits_a_request_between_two_rule_sets() {
         assert_eq!(row.user, want, "{sid}");
     }
 }
+
+#[test]
+fn a_call_begun_just_before_a_crash_keeps_its_identity_after_it() {
+    // New CallSids reach the `sids` table once a second; a kill -9 in between must not
+    // make a later callback of that call start a second call.
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAwarm", TRACKING))).status,
+        200
+    );
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAcrash", TRACKING))).status,
+        200
+    );
+    drop(d); // SIGKILL, within the second
+    let d = env.start();
+    let done = status(
+        "CAcrash",
+        TRACKING,
+        "completed",
+        "Mon, 02 Mar 2026 15:00:47 +0000",
+        Some("47"),
+    );
+    assert_eq!(d.post_form(&borrow(&done)).status, 200);
+    assert_eq!(
+        count(
+            &env.db(),
+            "SELECT count(*) FROM calls WHERE call_sid = 'CAcrash'"
+        ),
+        1
+    );
+    assert_eq!(call_row(&env.db(), "CAcrash").unwrap().status, "completed");
+    assert_eq!(
+        count(
+            &env.db(),
+            "SELECT count(*) FROM sids WHERE call_sid = 'CAcrash'"
+        ),
+        1
+    );
+    // A clean stop writes what is waiting.
+    assert_eq!(
+        d.post_form(&borrow(&incoming("CAclean", TRACKING))).status,
+        200
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(
+        count(
+            &env.db(),
+            "SELECT count(*) FROM sids WHERE call_sid = 'CAclean'"
+        ),
+        1
+    );
+}
