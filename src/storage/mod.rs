@@ -26,10 +26,8 @@ WAL's size), `backup`, `error` (what can go wrong, with SQLite's code kept).
 
 Rows are keyed by a call id, the id of the first event of the `CallSid` (table `sids`
 maps one to the other), not by the random `CallSid` itself: new events, calls and index
-entries land at the end of their B-trees, so a commit writes few pages. New `sids`
-entries, the one random place a call's first request would touch, are kept in memory
-and written together once a second (in the transaction of the batch then under way);
-after a crash the missing ones are rebuilt from the events at start.
+entries land at the end of their B-trees, so a commit writes few pages, and only a
+call's first request touches a random place (its `sids` entry).
 */
 
 use std::path::Path;

@@ -1,8 +1,5 @@
 //! The rows one request writes: its event, its CallSid's entry, its call row.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{NewEvent, Outcome, Pending, StorageError};
@@ -18,15 +15,13 @@ use crate::twilio::{Answer, Facts, Kind};
 pub(crate) fn apply_batch(
     conn: &mut Connection,
     writes: &[Pending],
-    sids: &mut SidCache,
 ) -> Result<Vec<Result<Outcome, StorageError>>, StorageError> {
-    sids.staged.clear();
     {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut all_ok = true;
         for (ev, _) in writes {
-            match apply_one(&tx, &ev.rules, ev, sids) {
+            match apply_one(&tx, &ev.rules, ev) {
                 Ok(o) => outcomes.push(Ok(o)),
                 Err(_) => {
                     all_ok = false;
@@ -35,20 +30,16 @@ pub(crate) fn apply_batch(
             }
         }
         if all_ok {
-            let flushed = sids.flush_if_due(&tx)?;
             tx.commit()?;
-            sids.committed(flushed);
             return Ok(outcomes);
         }
         tx.rollback()?;
-        sids.staged.clear();
     }
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(writes.len());
     for (ev, _) in writes {
-        let staged = sids.staged.len();
         let mut sp = tx.savepoint()?;
-        match apply_one(&sp, &ev.rules, ev, sids) {
+        match apply_one(&sp, &ev.rules, ev) {
             Ok(outcome) => {
                 sp.commit()?;
                 outcomes.push(Ok(outcome));
@@ -56,98 +47,13 @@ pub(crate) fn apply_batch(
             Err(e) => {
                 sp.rollback()?;
                 drop(sp);
-                sids.staged.truncate(staged);
                 log::error!("request for call {} not stored: {e}", ev.facts.call_sid);
                 outcomes.push(Err(e));
             }
         }
     }
-    let flushed = sids.flush_if_due(&tx)?;
     tx.commit()?;
-    sids.committed(flushed);
     Ok(outcomes)
-}
-
-/// How often new CallSids are written to `sids`.
-const SIDS_FLUSH_EVERY: Duration = Duration::from_secs(1);
-
-/// CallSids whose call began since `sids` was last written. A new call's entry would
-/// otherwise cost its commit one random B-tree page (CallSids are random), the largest
-/// part of a commit under load; written together once a second, each page of `sids` is
-/// written once a second instead. The writer looks here before the table. After a
-/// crash, the entries not yet written are rebuilt from `events` ([`recover_sids`]),
-/// which hold each call's first event with `id = call_id`.
-#[derive(Debug, Default)]
-pub(crate) struct SidCache {
-    /// Committed with their events, not yet in `sids`.
-    pending: HashMap<String, i64>,
-    /// Added by the transaction under way.
-    pub(crate) staged: Vec<(String, i64)>,
-    last_flush: Option<Instant>,
-}
-
-impl SidCache {
-    fn get(&self, sid: &str) -> Option<i64> {
-        self.pending.get(sid).copied().or_else(|| {
-            self.staged
-                .iter()
-                .find(|(s, _)| s == sid)
-                .map(|(_, id)| *id)
-        })
-    }
-
-    /// Writes every entry not yet in `sids` within `tx` once a second has passed since
-    /// the last time (or when many are waiting); true when it did.
-    fn flush_if_due(&mut self, tx: &Connection) -> Result<bool, StorageError> {
-        let due = self
-            .last_flush
-            .is_none_or(|t| t.elapsed() >= SIDS_FLUSH_EVERY)
-            || self.pending.len() >= 50_000;
-        if !due || (self.pending.is_empty() && self.staged.is_empty()) {
-            return Ok(false);
-        }
-        self.write_all(tx)?;
-        Ok(true)
-    }
-
-    /// Writes every entry not yet in `sids` within `tx`.
-    pub(crate) fn write_all(&self, tx: &Connection) -> Result<(), StorageError> {
-        let mut stmt = tx.prepare_cached("INSERT INTO sids (call_sid, call_id) VALUES (?1, ?2)")?;
-        let mut all: Vec<(&String, &i64)> = self.pending.iter().collect();
-        all.extend(self.staged.iter().map(|(s, i)| (s, i)));
-        all.sort();
-        for (sid, id) in all {
-            stmt.execute(params![sid, id])?;
-        }
-        Ok(())
-    }
-
-    /// The transaction committed: its entries are pending, or all are written.
-    pub(crate) fn committed(&mut self, flushed: bool) {
-        if flushed {
-            self.pending.clear();
-            self.staged.clear();
-            self.last_flush = Some(Instant::now());
-        } else {
-            self.pending.extend(self.staged.drain(..));
-        }
-    }
-
-    /// Nothing waits to be written.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.pending.is_empty() && self.staged.is_empty()
-    }
-}
-
-/// After a crash: the `sids` entries that were committed with their events but not yet
-/// written, rebuilt from the events (a call's first event has `id = call_id`).
-pub(crate) fn recover_sids(conn: &Connection) -> Result<usize, StorageError> {
-    Ok(conn.execute(
-        "INSERT OR IGNORE INTO sids (call_sid, call_id)
-         SELECT call_sid, id FROM events
-         WHERE id > (SELECT coalesce(max(call_id), 0) FROM sids) AND id = call_id",
-        [],
-    )?)
 }
 
 /// Stores one request: the lookup of its CallSid, the index lookup that tells a
@@ -158,17 +64,13 @@ pub(crate) fn apply_one(
     conn: &Connection,
     rules: &Rules,
     ev: &NewEvent,
-    sids: &mut SidCache,
 ) -> Result<Outcome, StorageError> {
     let hash = ev.content_sha256;
     let sid = &ev.facts.call_sid;
-    let known: Option<i64> = match sids.get(sid) {
-        Some(id) => Some(id),
-        None => conn
-            .prepare_cached("SELECT call_id FROM sids WHERE call_sid = ?1")?
-            .query_row([sid], |r| r.get(0))
-            .optional()?,
-    };
+    let known: Option<i64> = conn
+        .prepare_cached("SELECT call_id FROM sids WHERE call_sid = ?1")?
+        .query_row([sid], |r| r.get(0))
+        .optional()?;
     let (call_id, id) = match known {
         Some(call_id) => {
             let original: Option<i64> = conn
@@ -192,7 +94,8 @@ pub(crate) fn apply_one(
                 .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM events")?
                 .query_row([], |r| r.get(0))?;
             insert_event(conn, ev, Some(id), id, None)?;
-            sids.staged.push((sid.clone(), id));
+            conn.prepare_cached("INSERT INTO sids (call_sid, call_id) VALUES (?1, ?2)")?
+                .execute(params![sid, id])?;
             (id, id)
         }
     };

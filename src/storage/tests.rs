@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, params};
 
-use super::rows::{EVENT_LOADS, SidCache, apply_one, load_events};
+use super::rows::{EVENT_LOADS, apply_one, load_events};
 use super::schema::MIGRATIONS;
 use super::*;
 use crate::calls::Summary;
@@ -146,14 +146,7 @@ fn a_schema_1_database_is_migrated_and_keeps_working() {
 
     // The migrated call takes its status callback into the same row...
     let rules = Rules::example();
-    let mut sids = SidCache::default();
-    let outcome = apply_one(
-        &conn,
-        &rules,
-        &event(COMPLETED, 1_700_000_100_000),
-        &mut sids,
-    )
-    .unwrap();
+    let outcome = apply_one(&conn, &rules, &event(COMPLETED, 1_700_000_100_000)).unwrap();
     let Outcome::Stored { call, new_call } = outcome else {
         panic!("not stored: {outcome:?}")
     };
@@ -165,18 +158,14 @@ fn a_schema_1_database_is_migrated_and_keeps_working() {
     );
     // ...a repeat is still a repeat, and a new call gets the id of its first event.
     assert_eq!(
-        apply_one(&conn, &rules, &incoming, &mut sids).unwrap(),
+        apply_one(&conn, &rules, &incoming).unwrap(),
         Outcome::Duplicate
     );
     let fresh = INCOMING.replace("CA1", "CA2");
     assert!(matches!(
-        apply_one(&conn, &rules, &event(&fresh, 1_700_000_200_000), &mut sids).unwrap(),
+        apply_one(&conn, &rules, &event(&fresh, 1_700_000_200_000)).unwrap(),
         Outcome::Stored { new_call: true, .. }
     ));
-    // New CallSids reach the table when the cache is written (once a second in the
-    // writer).
-    sids.write_all(&conn).unwrap();
-    sids.committed(true);
     assert_eq!(
         one("SELECT CAST(call_id AS TEXT) FROM sids WHERE call_sid = 'CA2'"),
         "6"
@@ -196,7 +185,6 @@ fn storing_a_request_never_reads_its_calls_earlier_events() {
     let (dir, db) = temp_db("fold");
     let conn = open_writer(&db).unwrap();
     let rules = Rules::example();
-    let mut sids = SidCache::default();
     let loads = || EVENT_LOADS.with(|n| n.get());
     let before = loads();
     conn.execute_batch("BEGIN").unwrap();
@@ -204,22 +192,10 @@ fn storing_a_request_never_reads_its_calls_earlier_events() {
     // linearly), then its final status: the row is right, no event was read back.
     for i in 0..3000 {
         let body = format!("{INCOMING}&Variant={i}");
-        let o = apply_one(
-            &conn,
-            &rules,
-            &event(&body, 1_700_000_000_000 + i),
-            &mut sids,
-        )
-        .unwrap();
+        let o = apply_one(&conn, &rules, &event(&body, 1_700_000_000_000 + i)).unwrap();
         assert!(matches!(o, Outcome::Stored { .. }), "{o:?}");
     }
-    let o = apply_one(
-        &conn,
-        &rules,
-        &event(COMPLETED, 1_700_000_100_000),
-        &mut sids,
-    )
-    .unwrap();
+    let o = apply_one(&conn, &rules, &event(COMPLETED, 1_700_000_100_000)).unwrap();
     let Outcome::Stored { call, .. } = o else {
         panic!("{o:?}")
     };
@@ -229,13 +205,7 @@ fn storing_a_request_never_reads_its_calls_earlier_events() {
     );
     // A repeat is found by its hash, still without reading the events.
     assert_eq!(
-        apply_one(
-            &conn,
-            &rules,
-            &event(&format!("{INCOMING}&Variant=7"), 0),
-            &mut sids
-        )
-        .unwrap(),
+        apply_one(&conn, &rules, &event(&format!("{INCOMING}&Variant=7"), 0)).unwrap(),
         Outcome::Duplicate
     );
     assert_eq!(
@@ -243,8 +213,6 @@ fn storing_a_request_never_reads_its_calls_earlier_events() {
         before,
         "a call's events were read back while storing"
     );
-    sids.write_all(&conn).unwrap();
-    sids.committed(true);
     conn.execute_batch("COMMIT").unwrap();
     // The kept summary is what folding every stored event gives.
     let kept: String = conn

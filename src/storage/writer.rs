@@ -12,29 +12,12 @@ use rusqlite::Connection;
 use crate::clock::now_rfc3339_ms;
 
 use super::checkpoint::checkpoint_loop;
-use super::rows::{SidCache, apply_batch, recover_sids};
+use super::rows::apply_batch;
 use super::schema::open_writer;
 use super::{BatchObserver, Health, Msg, Pending, StorageError, answer};
 
 /// How many queued requests one transaction takes at most.
 const MAX_BATCH: usize = 512;
-/// New CallSids reach `sids` once a second; after a crash, the ones that had not are
-/// rebuilt from the events, once, before the first write.
-fn recover_once(conn: &Connection, done: &mut bool, path: &Path) -> Result<(), StorageError> {
-    if *done {
-        return Ok(());
-    }
-    let recovered = recover_sids(conn)?;
-    if recovered > 0 {
-        log::info!(
-            "database {}: {recovered} CallSids of the last moments before an unclean stop restored from their events",
-            path.display()
-        );
-    }
-    *done = true;
-    Ok(())
-}
-
 /// Starts the checkpoint thread and the writer thread on an open connection.
 pub(super) fn start(
     path: &Path,
@@ -54,8 +37,6 @@ pub(super) fn start(
     let writer = Writer {
         path: path.to_path_buf(),
         conn: Some(conn),
-        sids: SidCache::default(),
-        sids_recovered: false,
         observer,
         failing: false,
         poke: Some(poke),
@@ -75,11 +56,6 @@ pub(super) fn start(
 struct Writer {
     path: PathBuf,
     conn: Option<Connection>,
-    /// New CallSids not yet written to `sids`.
-    sids: SidCache,
-    /// Whether the `sids` entries a crash may have left unwritten were rebuilt (done
-    /// before the first write, which may wait for a read-only file to become writable).
-    sids_recovered: bool,
     observer: Arc<dyn BatchObserver>,
     /// The last write failed: health checks must prove a write works again.
     failing: bool,
@@ -143,26 +119,6 @@ impl Writer {
         if let Some(c) = self.checkpointer.take() {
             let _ = c.join();
         }
-        // CallSids not yet in `sids` are written before the file is closed (after a
-        // crash they are rebuilt from the events at the next start instead).
-        if !self.sids.is_empty()
-            && let Some(conn) = self.conn.as_mut()
-        {
-            let written = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StorageError::from)
-                .and_then(|tx| {
-                    self.sids.write_all(&tx)?;
-                    tx.commit()?;
-                    Ok(())
-                });
-            if let Err(e) = written {
-                log::warn!(
-                    "database {}: new CallSids not written at stop ({e}); they are rebuilt from the events at the next start",
-                    self.path.display()
-                );
-            }
-        }
         // The last connection to close checkpoints the WAL and removes it.
         if let Some(conn) = self.conn.take()
             && let Err((_, e)) = conn.close()
@@ -207,15 +163,10 @@ impl Writer {
     fn write_batch(&mut self, writes: Vec<Pending>) {
         let started = Instant::now();
         let size = writes.len();
-        let result = match self.connection() {
-            Ok(_) => {
-                let conn = self.conn.as_mut().expect("connection was just opened");
-                recover_once(conn, &mut self.sids_recovered, &self.path)
-                    .and_then(|()| apply_batch(conn, &writes, &mut self.sids))
-            }
-            Err(e) => Err(e),
-        }
-        .and_then(|outcomes| self.check_identity().map(|()| outcomes));
+        let result = self
+            .connection()
+            .and_then(|conn| apply_batch(conn, &writes))
+            .and_then(|outcomes| self.check_identity().map(|()| outcomes));
         let ok = result.is_ok();
         match result {
             Ok(outcomes) => {

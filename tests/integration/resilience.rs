@@ -549,8 +549,8 @@ fn a_reload_never_splits_a_request_between_two_rule_sets() {
 
 #[test]
 fn a_call_begun_just_before_a_crash_keeps_its_identity_after_it() {
-    // New CallSids reach the `sids` table once a second; a kill -9 in between must not
-    // make a later callback of that call start a second call.
+    // A kill -9 right after a call's first request must not make a later callback of
+    // that call start a second call.
     let env = Env::new(&base_config(""));
     let d = env.start();
     assert_eq!(
@@ -561,7 +561,7 @@ fn a_call_begun_just_before_a_crash_keeps_its_identity_after_it() {
         d.post_form(&borrow(&incoming("CAcrash", TRACKING))).status,
         200
     );
-    drop(d); // SIGKILL, within the second
+    drop(d); // SIGKILL
     let d = env.start();
     let done = status(
         "CAcrash",
@@ -586,7 +586,7 @@ fn a_call_begun_just_before_a_crash_keeps_its_identity_after_it() {
         ),
         1
     );
-    // A clean stop writes what is waiting.
+    // And after a clean stop.
     assert_eq!(
         d.post_form(&borrow(&incoming("CAclean", TRACKING))).status,
         200
