@@ -111,7 +111,7 @@ pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, FilterError> 
 }
 
 /// Parses `true` / `false`.
-pub fn parse_qualified(value: &str) -> Result<bool, FilterError> {
+fn parse_qualified(value: &str) -> Result<bool, FilterError> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -39,7 +39,7 @@ mod xlsx;
 
 pub use csv::{CsvStream, safe_cell};
 pub use error::{ExportError, FilterError, ShareError};
-pub use filters::{FilterArgs, Filters, Scope, parse_bound, parse_qualified};
+pub use filters::{FilterArgs, Filters, Scope, parse_bound};
 pub use share::{share_query, verify_share};
 pub use xlsx::{write_xlsx, xlsx_tempfile};
 

@@ -131,7 +131,7 @@ pub(crate) fn checkpoint_loop(path: &Path, pokes: Receiver<()>) {
 }
 
 /// The path of the database's write-ahead log.
-pub fn wal_path(db: &Path) -> PathBuf {
+fn wal_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push("-wal");
     PathBuf::from(p)

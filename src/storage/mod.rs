@@ -48,7 +48,7 @@ mod schema;
 mod writer;
 
 pub use backup::backup_into;
-pub use checkpoint::{wal_path, wal_size};
+pub use checkpoint::wal_size;
 pub use error::{StorageError, Trouble};
 pub use schema::{SCHEMA_VERSION, open_reader, open_writer};
 
