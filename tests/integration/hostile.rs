@@ -374,8 +374,15 @@ fn a_flood_of_idle_connections_is_bounded_and_a_callback_still_gets_in() {
         assert_eq!(status, 200, "{}", d.log_text());
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
-    // 16 connection threads at most, plus the daemon's own few.
-    let threads = proc_status(pid, "Threads");
+    // 16 connection threads at most, plus the daemon's own few. Threads of evicted
+    // connections may take a moment to finish on a loaded machine: wait for that (a
+    // daemon that keeps every connection would stay far above).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut threads = proc_status(pid, "Threads");
+    while threads > 16 + 12 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        threads = proc_status(pid, "Threads");
+    }
     assert!(threads <= 16 + 12, "{threads} threads");
     drop(idle);
     // An idle keep-alive connection is closed after a few seconds.
