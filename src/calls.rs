@@ -15,15 +15,20 @@ contract's rules, in one place:
 - *answered*: forwarded → `DialCallStatus == completed`; else final `CallStatus ==
   completed` unless we hung up (`<Response/>`) before any final status;
 - *talk*: forwarded → `DialCallDuration` (0 unanswered); else `CallDuration` if answered;
-- *qualified*: answered and talk ≥ `min_duration_seconds`.
+- *outcome* (once final), *ring time*: [`outcome_of`] and [`ring_seconds`];
+- *first-time caller*: needs the caller's other calls, so storage counts them
+  ([`Call::caller_key`], [`Call::set_priors`]) in start order;
+- *qualified* and its reason: [`Call::settle`] — answered, talk ≥ the threshold (the
+  number's own, else `[qualify]`'s), first-time when `require_first_time`.
 
-What a stored call was decided with (user, source, threshold) is kept: a `SIGHUP` that
-changes the rules applies to calls decided from then on.
+What a stored call was decided with (user, source, `[qualify]`) is kept: a `SIGHUP`
+that changes the rules applies to calls decided from then on; `calltrackd requalify`
+applies them to the calls already stored.
 */
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Rules;
+use crate::config::{Qualify, Rules, is_e164};
 use crate::twilio::{Answer, Facts, Kind, is_final_status, is_outbound_direction};
 
 /// One stored request, as the rules see it.
@@ -64,9 +69,74 @@ pub struct Decided {
     pub user: String,
     /// The source it was attributed to.
     pub source: String,
-    /// The threshold it was qualified with, once it was.
-    pub min_duration_seconds: Option<u64>,
+    /// The `[qualify]` rules (with the number's own threshold) it was decided with,
+    /// fixed once whether it was answered became known.
+    pub qualify: Option<Qualify>,
 }
+
+/// What happened to the caller, once the call is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallOutcome {
+    /// The caller was on the block list and was rejected.
+    Blocked,
+    /// The caller left a message (or the voicemail guard found a machine).
+    Voicemail,
+    /// A person answered.
+    Answered,
+    /// A forwarded call the caller gave up on before `abandon_seconds`.
+    Abandoned,
+    /// Not answered otherwise.
+    Missed,
+    /// Twilio could not connect the call.
+    Failed,
+}
+
+impl CallOutcome {
+    /// Every outcome, in the contract's order.
+    pub const ALL: [CallOutcome; 6] = [
+        CallOutcome::Blocked,
+        CallOutcome::Voicemail,
+        CallOutcome::Answered,
+        CallOutcome::Abandoned,
+        CallOutcome::Missed,
+        CallOutcome::Failed,
+    ];
+
+    /// The name in CSV, filters, metrics and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Blocked => "blocked",
+            CallOutcome::Voicemail => "voicemail",
+            CallOutcome::Answered => "answered",
+            CallOutcome::Abandoned => "abandoned",
+            CallOutcome::Missed => "missed",
+            CallOutcome::Failed => "failed",
+        }
+    }
+
+    /// From its name.
+    pub fn parse(s: &str) -> Option<CallOutcome> {
+        CallOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl rusqlite::types::FromSql for CallOutcome {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        CallOutcome::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown outcome {s:?}").into())
+        })
+    }
+}
+
+impl rusqlite::types::ToSql for CallOutcome {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// How a call became known to calltrackd.
+pub const CAPTURED_BY_WEBHOOK: &str = "webhook";
 
 /// A call row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,10 +173,174 @@ pub struct Call {
     pub started_at: i64,
     /// Unix seconds, once the final status arrived.
     pub ended_at: Option<i64>,
+    /// What happened to the caller; `None` until the call is final.
+    pub outcome: Option<CallOutcome>,
+    /// How long the caller waited for a person; `None` until `ended_at`.
+    pub ring_seconds: Option<i64>,
+    /// No call from this caller to this user within the lookback before this one;
+    /// `None` for a caller that is not an E.164 number.
+    pub first_time_caller: Option<bool>,
+    /// How many such earlier calls there are.
+    pub prior_calls: Option<i64>,
+    /// Why the call is or is not qualified; empty until the outcome is known.
+    pub qualified_reason: String,
+    /// `RecordingUrl` of the call's recording.
+    pub recording_url: String,
+    /// `RecordingUrl` of the voicemail left.
+    pub voicemail_url: String,
+    /// `webhook`, or `backfill` for a call known only from Twilio's Calls API.
+    pub captured_by: String,
     /// Whether the call was forwarded with `<Dial>`.
     pub forwarded: bool,
-    /// The threshold `qualified` was decided with.
-    pub min_duration_seconds: Option<u64>,
+    /// The `[qualify]` rules `qualified` was decided with.
+    pub qualify: Option<Qualify>,
+}
+
+impl Call {
+    /// Whose calls count as this call's earlier ones: the same caller to the same user
+    /// (to the same tracking number when the user is empty). `None` when the caller is
+    /// not an E.164 number (anonymous, withheld): such calls are never counted.
+    pub fn caller_key(&self) -> Option<String> {
+        if !is_e164(&self.caller) {
+            return None;
+        }
+        Some(if self.user.is_empty() {
+            format!("n {} {}", self.tracking_number, self.caller)
+        } else {
+            format!("u {} {}", self.user, self.caller)
+        })
+    }
+
+    /// Whether this call counts as an earlier call of its caller's later ones.
+    pub fn counts_as_prior(&self) -> bool {
+        self.outcome != Some(CallOutcome::Blocked)
+    }
+
+    /// The lookback this call's first-time flag is decided with.
+    pub fn lookback_days(&self, rules: &Rules) -> u64 {
+        self.qualify
+            .unwrap_or_else(|| rules.qualify_for(&self.tracking_number))
+            .first_time_lookback_days
+    }
+
+    /// Sets the first-time flag from the number of earlier calls (as counted by
+    /// storage; `None` for a caller without a key), then qualification.
+    pub fn set_priors(&mut self, prior_calls: Option<i64>) {
+        self.prior_calls = prior_calls;
+        self.first_time_caller = prior_calls.map(|n| n == 0);
+        self.settle();
+    }
+
+    /// Decides `qualified` and `qualified_reason` from the outcome, talk time and
+    /// first-time flag, with the rules the call was decided with.
+    pub fn settle(&mut self) {
+        let Some(q) = self.qualify else {
+            self.qualified = None;
+            self.qualified_reason.clear();
+            return;
+        };
+        let talk = self.talk_seconds.unwrap_or(0);
+        let min = q.min_duration_seconds as i64;
+        let first_time_ok = !q.require_first_time || self.first_time_caller == Some(true);
+        let long_enough = talk >= min;
+        let (qualified, reason) = match self.outcome {
+            // Before the final status: known from the dial result, no reason yet.
+            None => (
+                self.answered.map(|a| a && first_time_ok && long_enough),
+                String::new(),
+            ),
+            Some(CallOutcome::Blocked) => (Some(false), "blocked caller".to_owned()),
+            Some(CallOutcome::Answered) if !first_time_ok => {
+                (Some(false), "not a first-time caller".to_owned())
+            }
+            Some(CallOutcome::Answered) if !long_enough => {
+                (Some(false), format!("talked {talk} s, under {min} s"))
+            }
+            Some(CallOutcome::Answered) => {
+                (Some(true), format!("talked {talk} s, at least {min} s"))
+            }
+            Some(o) => (Some(false), format!("not answered ({})", o.as_str())),
+        };
+        self.qualified = qualified;
+        self.qualified_reason = reason;
+    }
+}
+
+/// What decides a final call's outcome. The call-flow features (block list, voicemail,
+/// voicemail guard) add their facts here; the order of the rules is [`outcome_of`]'s.
+#[derive(Debug, Clone, Default)]
+pub struct OutcomeFacts<'a> {
+    /// An `outbound-api` call.
+    pub outbound: bool,
+    /// The parent's final `CallStatus`.
+    pub final_status: &'a str,
+    /// Answered with `<Dial>`, or a `DialCallStatus` arrived.
+    pub forwarded: bool,
+    /// The latest `DialCallStatus`.
+    pub dial_status: Option<&'a str>,
+    /// The call connected: the dial leg completed, or (not forwarded) it completed.
+    pub connected: bool,
+    /// The caller matched the block list and was rejected.
+    pub blocked: bool,
+    /// A voicemail of at least 1 s was left on calltrackd's voicemail.
+    pub voicemail_left: bool,
+    /// The voicemail guard found a machine rather than a person.
+    pub guard_found_machine: bool,
+    /// How long the caller waited for a person.
+    pub ring_seconds: i64,
+}
+
+/// The contract's outcome rules, the first that applies.
+pub fn outcome_of(f: &OutcomeFacts<'_>, abandon_seconds: u64) -> CallOutcome {
+    use CallOutcome::*;
+    if f.blocked {
+        return Blocked;
+    }
+    if f.voicemail_left || f.guard_found_machine {
+        return Voicemail;
+    }
+    if f.outbound {
+        return match f.final_status {
+            "completed" => Answered,
+            "failed" => Failed,
+            _ => Missed,
+        };
+    }
+    if f.connected {
+        return Answered;
+    }
+    if f.forwarded {
+        // The leg's own result when Twilio sent it, else the parent's final status.
+        let leg = f.dial_status.unwrap_or(f.final_status);
+        if f.dial_status.is_none() && f.final_status == "failed" {
+            return Failed;
+        }
+        if leg == "busy" || leg == "failed" || f.ring_seconds >= abandon_seconds as i64 {
+            return Missed;
+        }
+        return Abandoned;
+    }
+    if f.final_status == "failed" {
+        return Failed;
+    }
+    Missed
+}
+
+/// How long the caller waited for a person: from the start to the end, less the talk
+/// time of a connected forwarded call and the length of a voicemail left; never below
+/// 0; 0 for a call that never rang anyone (not forwarded, blocked).
+pub fn ring_seconds(
+    started_at: i64,
+    ended_at: i64,
+    forwarded: bool,
+    blocked: bool,
+    talk_when_connected: i64,
+    voicemail_seconds: i64,
+) -> i64 {
+    if !forwarded || blocked {
+        return 0;
+    }
+    (ended_at - started_at - talk_when_connected - voicemail_seconds).max(0)
 }
 
 /// Order of call statuses: a status never moves back to a lower rank.
@@ -318,12 +552,16 @@ impl Summary {
         }
 
         let forwarded = self.dial.is_some() || self.answered_with_dial;
-        let (answered, talk_seconds) = if forwarded {
+        let (connected, talk_seconds) = if forwarded {
             match &self.dial {
                 Some(d) => {
                     let ok = d.status == "completed";
                     (Some(ok), Some(if ok { d.duration.unwrap_or(0) } else { 0 }))
                 }
+                // No leg result: a final status other than `completed` says nobody
+                // answered; `completed` alone cannot say (the contract counts a
+                // forwarded call answered only by its `DialCallStatus`), so the call
+                // waits for its `<Dial action>` before it has an outcome.
                 None => match final_status {
                     Some(s) if s != "completed" => (Some(false), Some(0)),
                     _ => (None, None),
@@ -346,15 +584,41 @@ impl Summary {
             }
         };
 
-        let min_duration_seconds = answered.map(|_| {
-            decided
-                .and_then(|d| d.min_duration_seconds)
-                .unwrap_or(rules.min_duration_seconds)
+        let ring = ended_at.map(|end| {
+            let talk = if connected == Some(true) && forwarded {
+                talk_seconds.unwrap_or(0)
+            } else {
+                0
+            };
+            ring_seconds(started_at, end, forwarded, false, talk, 0)
         });
-        let qualified = answered
-            .map(|a| a && talk_seconds.unwrap_or(0) >= min_duration_seconds.unwrap_or(0) as i64);
+        // The rules are fixed with the call once whether it was answered is known.
+        let fixed = decided.and_then(|d| d.qualify);
+        let qualify =
+            connected.map(|_| fixed.unwrap_or_else(|| rules.qualify_for(&tracking_number)));
+        let outcome = final_status.filter(|_| connected.is_some()).map(|fs| {
+            let abandon = qualify
+                .unwrap_or_else(|| rules.qualify_for(&tracking_number))
+                .abandon_seconds;
+            outcome_of(
+                &OutcomeFacts {
+                    outbound,
+                    final_status: fs,
+                    forwarded,
+                    dial_status: self.dial.as_ref().map(|d| d.status.as_str()),
+                    connected: connected == Some(true),
+                    ring_seconds: ring.unwrap_or(0),
+                    ..OutcomeFacts::default()
+                },
+                abandon,
+            )
+        });
+        let answered = match outcome {
+            Some(o) => Some(o == CallOutcome::Answered),
+            None => connected,
+        };
 
-        Some(Call {
+        let mut call = Call {
             call_sid: self.call_sid.clone(),
             user,
             tracking_number,
@@ -366,18 +630,29 @@ impl Summary {
             direction,
             status,
             answered,
-            qualified,
+            qualified: None,
             duration_seconds,
             talk_seconds,
             started_at,
             ended_at,
+            outcome,
+            ring_seconds: ring,
+            first_time_caller: None,
+            prior_calls: None,
+            qualified_reason: String::new(),
+            recording_url: String::new(),
+            voicemail_url: String::new(),
+            captured_by: CAPTURED_BY_WEBHOOK.to_owned(),
             forwarded,
-            min_duration_seconds,
-        })
+            qualify,
+        };
+        call.settle();
+        Some(call)
     }
 }
 
-/// Derives the call row from its events (any order; duplicates already removed).
+/// Derives the call row from its events (any order; duplicates already removed), all
+/// but its first-time flag, which needs the caller's other calls ([`Call::set_priors`]).
 /// `None` when there is nothing to derive (no event, or only `outbound-dial` legs).
 pub fn derive(events: &[Event], rules: &Rules, decided: Option<&Decided>) -> Option<Call> {
     let mut summary = Summary::default();

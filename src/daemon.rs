@@ -61,6 +61,7 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
     let (store, writer) = Store::start(
         &cfg.storage_path,
         Arc::clone(&metrics) as Arc<dyn BatchObserver>,
+        &cfg.rules,
     )?;
 
     let server = http::Server::bind(cfg.server.listen)?;
@@ -194,7 +195,7 @@ fn reload(cfg: &Config, env: &Env, rules: &RwLock<Arc<crate::config::Rules>>, me
                 log::warn!("{w}");
             }
             let n = new.rules.numbers.len();
-            let min = new.rules.min_duration_seconds;
+            let min = new.rules.qualify.min_duration_seconds;
             let pending = needs_restart(cfg, &new);
             match rules.write() {
                 Ok(mut r) => *r = Arc::new(new.rules),

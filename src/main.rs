@@ -92,6 +92,20 @@ enum Command {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Decide every stored call again with the config's current rules; print what changed
+    ///
+    /// Uses the config file's [[numbers]] and [qualify] (user, source, thresholds,
+    /// first-time lookback) for every call, and prints each call whose qualified,
+    /// outcome, user or source changes (old -> new), then the counts. Safe while the
+    /// daemon runs (short transactions). A SIGHUP applies new rules to calls decided
+    /// from then on; requalify applies them to the calls already stored.
+    Requalify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print what would change; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the X-Twilio-Signature Twilio would send for a form POST (for curl tests)
     ///
     /// Each NAME=VALUE is split at its first `=`; values are literal (already
@@ -148,6 +162,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let msg = commands::backup(&config.path(), &dest)?;
             println!("{msg}");
             Ok(())
+        }
+        Command::Requalify { config, dry_run } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            commands::requalify(&config.path(), dry_run, &mut out)
         }
         Command::Sign {
             config,

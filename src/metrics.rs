@@ -255,7 +255,7 @@ impl Metrics {
             storage::wal_size(db)
         );
         match call_counts(db) {
-            Ok(rows) => {
+            Ok((rows, by_outcome)) => {
                 let _ = writeln!(
                     out,
                     "# HELP calltrackd_calls Stored calls by answered and qualified.\n# TYPE calltrackd_calls gauge"
@@ -264,6 +264,16 @@ impl Metrics {
                     let _ = writeln!(
                         out,
                         "calltrackd_calls{{answered=\"{answered}\",qualified=\"{qualified}\"}} {n}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "# HELP calltrackd_calls_by_outcome Stored calls by outcome (pending: not final yet).\n# TYPE calltrackd_calls_by_outcome gauge"
+                );
+                for (outcome, n) in by_outcome {
+                    let _ = writeln!(
+                        out,
+                        "calltrackd_calls_by_outcome{{outcome=\"{outcome}\"}} {n}"
                     );
                 }
                 let _ = writeln!(
@@ -291,18 +301,45 @@ fn label(v: Option<bool>) -> &'static str {
     }
 }
 
-fn call_counts(db: &Path) -> Result<Vec<(&'static str, &'static str, i64)>, storage::StorageError> {
-    let conn = storage::open_reader(db)?;
-    let mut stmt = conn
-        .prepare("SELECT answered, qualified, count(*) FROM calls GROUP BY 1, 2 ORDER BY 1, 2")?;
+/// Calls by (answered, qualified), and by outcome (every outcome listed, `pending`
+/// for calls not final yet).
+type CallCounts = (
+    Vec<(&'static str, &'static str, i64)>,
+    Vec<(&'static str, i64)>,
+);
+
+fn call_counts(db: &Path) -> Result<CallCounts, storage::StorageError> {
+    use crate::calls::CallOutcome;
+    let conn = storage::open_calls_reader(db)?;
+    let mut stmt = conn.prepare(
+        "SELECT answered, qualified, outcome, count(*) FROM calls GROUP BY 1, 2, 3 ORDER BY 1, 2",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             label(r.get::<_, Option<bool>>(0)?),
             label(r.get::<_, Option<bool>>(1)?),
-            r.get::<_, i64>(2)?,
+            r.get::<_, Option<CallOutcome>>(2)?,
+            r.get::<_, i64>(3)?,
         ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut by_flags: Vec<(&'static str, &'static str, i64)> = Vec::new();
+    let mut by_outcome: Vec<(&'static str, i64)> = CallOutcome::ALL
+        .iter()
+        .map(|o| (o.as_str(), 0))
+        .chain([("pending", 0)])
+        .collect();
+    for row in rows {
+        let (a, q, o, n) = row?;
+        match by_flags.last_mut() {
+            Some(last) if last.0 == a && last.1 == q => last.2 += n,
+            _ => by_flags.push((a, q, n)),
+        }
+        let name = o.map_or("pending", CallOutcome::as_str);
+        if let Some(slot) = by_outcome.iter_mut().find(|(k, _)| *k == name) {
+            slot.1 += n;
+        }
+    }
+    Ok((by_flags, by_outcome))
 }
 
 impl BatchObserver for Metrics {

@@ -1,6 +1,7 @@
 //! Unit tests for `calls`.
 
 use super::*;
+use crate::config::Qualify;
 
 const T0: i64 = 1_700_000_000;
 
@@ -88,7 +89,9 @@ fn qualified_boundary_29_30() {
     assert_eq!(c.caller, "+14155550100");
     assert_eq!(c.status, "completed");
     assert!(c.forwarded);
-    assert_eq!(c.min_duration_seconds, Some(30));
+    assert_eq!(c.qualify.map(|q| q.min_duration_seconds), Some(30));
+    assert_eq!(c.outcome, Some(CallOutcome::Answered));
+    assert_eq!(c.qualified_reason, "talked 30 s, at least 30 s");
 }
 
 #[test]
@@ -214,7 +217,10 @@ fn decided_values_survive_rule_changes() {
     let d = Decided {
         user: "old".into(),
         source: "old-src".into(),
-        min_duration_seconds: Some(10),
+        qualify: Some(Qualify {
+            min_duration_seconds: 10,
+            ..Qualify::default()
+        }),
     };
     let evs = [
         incoming(1, T0, Answer::Dial),
@@ -222,7 +228,11 @@ fn decided_values_survive_rule_changes() {
     ];
     let c = derive(&evs, &Rules::example(), Some(&d)).unwrap();
     assert_eq!(
-        (c.user.as_str(), c.qualified, c.min_duration_seconds),
+        (
+            c.user.as_str(),
+            c.qualified,
+            c.qualify.map(|q| q.min_duration_seconds)
+        ),
         ("old", Some(true), Some(10))
     );
 }
@@ -233,4 +243,109 @@ fn an_incoming_request_counts_at_its_receipt_not_a_timestamp_it_carries() {
     e.facts.timestamp = Some(T0);
     let c = derive(&[e], &Rules::example(), None).unwrap();
     assert_eq!(c.started_at, T0 + 100);
+}
+
+fn facts_for(outbound: bool, final_status: &str) -> OutcomeFacts<'_> {
+    OutcomeFacts {
+        outbound,
+        final_status,
+        ..OutcomeFacts::default()
+    }
+}
+
+#[test]
+fn outcome_rules_in_order() {
+    use CallOutcome::*;
+    let fwd = |dial: Option<&'static str>, ring: i64| OutcomeFacts {
+        final_status: "completed",
+        forwarded: true,
+        dial_status: dial,
+        connected: dial == Some("completed"),
+        ring_seconds: ring,
+        ..OutcomeFacts::default()
+    };
+    assert_eq!(outcome_of(&fwd(Some("completed"), 3), 15), Answered);
+    assert_eq!(outcome_of(&fwd(Some("no-answer"), 14), 15), Abandoned);
+    assert_eq!(outcome_of(&fwd(Some("no-answer"), 15), 15), Missed);
+    assert_eq!(outcome_of(&fwd(Some("canceled"), 2), 15), Abandoned);
+    assert_eq!(outcome_of(&fwd(Some("busy"), 2), 15), Missed);
+    assert_eq!(outcome_of(&fwd(Some("failed"), 2), 15), Missed);
+    assert_eq!(outcome_of(&fwd(None, 2), 15), Abandoned);
+    let parent_failed = OutcomeFacts {
+        final_status: "failed",
+        ..fwd(None, 0)
+    };
+    assert_eq!(outcome_of(&parent_failed, 15), Failed);
+    assert_eq!(outcome_of(&facts_for(false, "failed"), 15), Failed);
+    assert_eq!(outcome_of(&facts_for(false, "no-answer"), 15), Missed);
+    assert_eq!(outcome_of(&facts_for(true, "completed"), 15), Answered);
+    assert_eq!(outcome_of(&facts_for(true, "failed"), 15), Failed);
+    assert_eq!(outcome_of(&facts_for(true, "busy"), 15), Missed);
+    let blocked = OutcomeFacts {
+        blocked: true,
+        voicemail_left: true,
+        ..fwd(Some("completed"), 0)
+    };
+    assert_eq!(outcome_of(&blocked, 15), Blocked);
+    let voicemail = OutcomeFacts {
+        voicemail_left: true,
+        ..fwd(Some("no-answer"), 20)
+    };
+    assert_eq!(outcome_of(&voicemail, 15), Voicemail);
+}
+
+#[test]
+fn ring_time_subtracts_talk_and_message_never_below_zero() {
+    assert_eq!(ring_seconds(T0, T0 + 100, true, false, 80, 0), 20);
+    assert_eq!(ring_seconds(T0, T0 + 100, true, false, 0, 30), 70);
+    assert_eq!(ring_seconds(T0, T0 + 10, true, false, 80, 0), 0);
+    assert_eq!(ring_seconds(T0, T0 + 100, false, false, 0, 0), 0);
+    assert_eq!(ring_seconds(T0, T0 + 100, true, true, 0, 0), 0);
+}
+
+#[test]
+fn reasons_in_the_contract_words() {
+    let mut c = forwarded_call(12);
+    assert_eq!(c.qualified_reason, "talked 12 s, under 30 s");
+    c.qualify = Some(Qualify {
+        require_first_time: true,
+        ..Qualify::default()
+    });
+    c.talk_seconds = Some(47);
+    c.set_priors(Some(2));
+    assert_eq!(
+        (c.qualified, c.first_time_caller),
+        (Some(false), Some(false))
+    );
+    assert_eq!(c.qualified_reason, "not a first-time caller");
+    c.set_priors(Some(0));
+    assert_eq!(c.qualified_reason, "talked 47 s, at least 30 s");
+    assert_eq!(c.qualified, Some(true));
+    c.set_priors(None);
+    assert_eq!(c.qualified_reason, "not a first-time caller");
+    c.outcome = Some(CallOutcome::Missed);
+    c.settle();
+    assert_eq!(c.qualified_reason, "not answered (missed)");
+    c.outcome = Some(CallOutcome::Blocked);
+    c.settle();
+    assert_eq!(
+        (c.qualified, c.qualified_reason.as_str()),
+        (Some(false), "blocked caller")
+    );
+}
+
+#[test]
+fn only_e164_callers_have_a_key() {
+    let mut c = forwarded_call(40);
+    assert_eq!(c.caller_key().as_deref(), Some("u acme +14155550100"));
+    for anon in ["anonymous", "Restricted", "", "+0123", "266696687"] {
+        c.caller = anon.into();
+        assert_eq!(c.caller_key(), None, "{anon}");
+    }
+    c.caller = "+14155550100".into();
+    c.user.clear();
+    assert_eq!(
+        c.caller_key().as_deref(),
+        Some("n +18005551212 +14155550100")
+    );
 }

@@ -12,6 +12,9 @@ use crate::export::{self, ExportError, FilterArgs, Filters, Format, Scope};
 use crate::signature;
 use crate::storage;
 
+mod requalify;
+pub use requalify::requalify;
+
 /// A failed command: the message (one sentence) and the exit code.
 #[derive(Debug)]
 pub struct CliError {
@@ -197,7 +200,7 @@ pub fn export(
         .map_err(|e| CliError::usage(format!("export: {e}")))?;
     let db = cfg.storage_path.clone();
     // Open once up front so a missing database is a clear runtime error, not a file.
-    storage::open_reader(&db).map_err(|e| CliError::runtime(e.to_string()))?;
+    storage::open_calls_reader(&db).map_err(|e| CliError::runtime(e.to_string()))?;
     let tempdir = std::env::temp_dir();
     match (format, output) {
         (Format::Xlsx, Some(out)) => write_atomically(out, force, |file| {

@@ -53,15 +53,42 @@ pub struct NumberRule {
     pub forward_to: Option<String>,
     /// How long `<Dial>` rings before giving up.
     pub ring_timeout_seconds: u32,
+    /// This number's own qualification threshold, overriding `[qualify]`'s.
+    pub min_duration_seconds: Option<u64>,
 }
 
-/// The rules `SIGHUP` reloads: the number map and the qualification threshold.
+/// `[qualify]`: what makes a call qualified, abandoned, first-time. A call keeps the
+/// values it was decided with (see [`crate::calls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qualify {
+    /// Talk time (seconds) an answered call needs to count as qualified.
+    pub min_duration_seconds: u64,
+    /// An unanswered forwarded call whose caller waited less than this was abandoned.
+    pub abandon_seconds: u64,
+    /// No call from the caller to the user for this many days: a first-time caller.
+    pub first_time_lookback_days: u64,
+    /// Only first-time callers can be qualified.
+    pub require_first_time: bool,
+}
+
+impl Default for Qualify {
+    fn default() -> Qualify {
+        Qualify {
+            min_duration_seconds: 30,
+            abandon_seconds: 15,
+            first_time_lookback_days: 365,
+            require_first_time: false,
+        }
+    }
+}
+
+/// The rules `SIGHUP` reloads: the number map and `[qualify]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rules {
     /// Tracking numbers by E.164 number.
     pub numbers: HashMap<String, NumberRule>,
-    /// Talk time (seconds) an answered call needs to count as qualified.
-    pub min_duration_seconds: u64,
+    /// `[qualify]`.
+    pub qualify: Qualify,
 }
 
 impl Rules {
@@ -70,14 +97,24 @@ impl Rules {
         self.numbers.get(number)
     }
 
+    /// `[qualify]` as it applies to calls on `tracking_number` (its own
+    /// `min_duration_seconds`, when set, wins).
+    pub fn qualify_for(&self, tracking_number: &str) -> Qualify {
+        let mut q = self.qualify;
+        if let Some(min) = self
+            .number(tracking_number)
+            .and_then(|n| n.min_duration_seconds)
+        {
+            q.min_duration_seconds = min;
+        }
+        q
+    }
+
     /// For unit tests: one forwarded tracking number (+18005551212, user `acme`, source
     /// `Google Ads`) and a 30 s threshold.
     #[cfg(test)]
     pub(crate) fn example() -> Rules {
-        let mut r = Rules {
-            min_duration_seconds: 30,
-            ..Rules::default()
-        };
+        let mut r = Rules::default();
         r.numbers.insert(
             "+18005551212".into(),
             NumberRule {
@@ -86,6 +123,7 @@ impl Rules {
                 source: "Google Ads".into(),
                 forward_to: Some("+15558675309".into()),
                 ring_timeout_seconds: 20,
+                min_duration_seconds: None,
             },
         );
         r
@@ -303,11 +341,31 @@ impl Config {
             },
         );
         line("timezone", self.export.timezone.name());
+        let q = &self.rules.qualify;
         line(
             "qualified",
             &format!(
-                "answered and at least {} s of talk",
-                self.rules.min_duration_seconds
+                "answered and at least {} s of talk{}",
+                q.min_duration_seconds,
+                if q.require_first_time {
+                    ", first-time callers only"
+                } else {
+                    ""
+                }
+            ),
+        );
+        line(
+            "abandoned",
+            &format!(
+                "unanswered after less than {} s of ringing",
+                q.abandon_seconds
+            ),
+        );
+        line(
+            "first-time",
+            &format!(
+                "no call from the caller to the user in {} days",
+                q.first_time_lookback_days
             ),
         );
         let users: BTreeSet<&str> = self
@@ -337,6 +395,9 @@ impl Config {
                     n.ring_timeout_seconds
                 )),
                 None => s.push_str("  not forwarded"),
+            }
+            if let Some(min) = n.min_duration_seconds {
+                s.push_str(&format!("  qualified at {min} s"));
             }
             out.push_str(&s);
             out.push('\n');

@@ -49,6 +49,9 @@ pub(super) struct RawTwilio {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQualify {
     pub(super) min_duration_seconds: Option<i64>,
+    pub(super) abandon_seconds: Option<i64>,
+    pub(super) first_time_lookback_days: Option<i64>,
+    pub(super) require_first_time: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -67,4 +70,5 @@ pub(super) struct RawNumber {
     pub(super) source: Option<String>,
     pub(super) forward_to: Option<String>,
     pub(super) ring_timeout_seconds: Option<i64>,
+    pub(super) min_duration_seconds: Option<i64>,
 }

@@ -14,7 +14,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.workers, 8);
     assert_eq!(c.server.max_body_bytes, 65536);
-    assert_eq!(c.rules.min_duration_seconds, 30);
+    assert_eq!(c.rules.qualify, crate::config::Qualify::default());
     assert_eq!(c.storage_path, PathBuf::from(DEFAULT_DB_PATH));
     assert!(c.export.token.is_none());
     assert_eq!(c.export.timezone, chrono_tz::UTC);

@@ -157,6 +157,29 @@ impl Loader<'_> {
         }
     }
 
+    /// A number within `range`, else the default with the problem recorded.
+    fn range(
+        &mut self,
+        key: &str,
+        value: Option<i64>,
+        range: std::ops::RangeInclusive<i64>,
+        what: &str,
+        default: u64,
+    ) -> u64 {
+        match value {
+            None => default,
+            Some(n) if range.contains(&n) => n as u64,
+            Some(n) => {
+                self.problem(format_args!(
+                    "{key} = {n} is out of range; write {what} from {} to {} (default {default})",
+                    range.start(),
+                    range.end()
+                ));
+                default
+            }
+        }
+    }
+
     fn listen(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
         value.parse().map_err(|_| {
             self.err(format_args!(
@@ -308,15 +331,31 @@ impl Config {
         }
 
         // [qualify]
-        let min_duration_seconds = match raw.qualify.min_duration_seconds {
-            None => 30,
-            Some(n) if (0..=86_400).contains(&n) => n as u64,
-            Some(n) => {
-                ld.problem(format_args!(
-                    "[qualify] `min_duration_seconds` = {n} is out of range; write a number of seconds from 0 to 86400 (default 30)"
-                ));
-                30
-            }
+        let defaults = Qualify::default();
+        let q = raw.qualify;
+        let qualify = Qualify {
+            min_duration_seconds: ld.range(
+                "[qualify] `min_duration_seconds`",
+                q.min_duration_seconds,
+                0..=86_400,
+                "a number of seconds",
+                defaults.min_duration_seconds,
+            ),
+            abandon_seconds: ld.range(
+                "[qualify] `abandon_seconds`",
+                q.abandon_seconds,
+                0..=3_600,
+                "a number of seconds",
+                defaults.abandon_seconds,
+            ),
+            first_time_lookback_days: ld.range(
+                "[qualify] `first_time_lookback_days`",
+                q.first_time_lookback_days,
+                1..=3_650,
+                "a number of days",
+                defaults.first_time_lookback_days,
+            ),
+            require_first_time: q.require_first_time.unwrap_or(defaults.require_first_time),
         };
 
         // [export]
@@ -391,6 +430,15 @@ impl Config {
                     DEFAULT_RING_TIMEOUT
                 }
             };
+            let min_duration_seconds = n.min_duration_seconds.map(|m| {
+                ld.range(
+                    &format!("{at}: `min_duration_seconds`"),
+                    Some(m),
+                    0..=86_400,
+                    "a number of seconds",
+                    qualify.min_duration_seconds,
+                )
+            });
             if ld.problems.len() > before {
                 continue;
             }
@@ -405,6 +453,7 @@ impl Config {
                 source: n.source.unwrap_or_default(),
                 forward_to: n.forward_to,
                 ring_timeout_seconds,
+                min_duration_seconds,
             };
             if numbers.insert(number.clone(), rule).is_some() {
                 ld.problem(format_args!(
@@ -436,10 +485,7 @@ impl Config {
                 token: export_token,
                 timezone,
             },
-            rules: Rules {
-                numbers,
-                min_duration_seconds,
-            },
+            rules: Rules { numbers, qualify },
             warnings: ld.warnings,
         })
     }

@@ -161,6 +161,8 @@ impl CsvStream {
                     .to_string();
                 let duration = num(r.duration_seconds);
                 let talk = num(r.talk_seconds);
+                let ring = num(r.ring_seconds);
+                let prior = num(r.prior_calls);
                 push_record(
                     &mut self.buf,
                     [
@@ -181,6 +183,14 @@ impl CsvStream {
                         &started,
                         &ended,
                         &local,
+                        r.outcome.map_or("", |o| o.as_str()),
+                        &ring,
+                        tri(r.first_time_caller),
+                        &prior,
+                        &*safe_cell(&r.qualified_reason),
+                        &*safe_cell(&r.recording_url),
+                        &*safe_cell(&r.voicemail_url),
+                        &*safe_cell(&r.captured_by),
                     ],
                 );
             }

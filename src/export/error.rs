@@ -28,14 +28,24 @@ pub enum FilterError {
         /// The zone.
         zone: String,
     },
-    /// `qualified` other than `true` / `false`.
-    #[error("`qualified` = {0:?} must be true or false")]
-    NotABool(String),
+    /// `qualified` or `first_time` other than `true` / `false`.
+    #[error("`{name}` = {value:?} must be true or false")]
+    NotABool {
+        /// The filter.
+        name: String,
+        /// What was given.
+        value: String,
+    },
+    /// An `outcome` that is not one of the outcomes.
+    #[error(
+        "`outcome` {0:?} is not an outcome; give one or more of blocked, voicemail, answered, abandoned, missed, failed, separated by commas"
+    )]
+    NotAnOutcome(String),
     /// A filter given twice.
     #[error("filter `{0}` is given twice; give it once")]
     Repeated(String),
     /// An unknown filter name (a typo must not export everything).
-    #[error("unknown filter `{0}`; use from, to, user, source or qualified")]
+    #[error("unknown filter `{0}`; use from, to, user, source, qualified, outcome or first_time")]
     Unknown(String),
     /// An unknown format.
     #[error("format {0:?} is not csv or xlsx")]

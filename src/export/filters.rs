@@ -5,9 +5,10 @@ use chrono::{DateTime, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
 use super::FilterError;
+use crate::calls::CallOutcome;
 
 /// Which calls, as a person gives them on the command line: the scope a share link
-/// carries (`--user`, `--source`, `--qualified`).
+/// carries (`--user`, `--source`, `--qualified`, `--outcome`, `--first-time`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Scope {
     /// Only this user's calls
@@ -19,6 +20,13 @@ pub struct Scope {
     /// Only qualified (true) or unqualified (false) calls
     #[arg(long, value_name = "true|false")]
     pub qualified: Option<String>,
+    /// Only calls with these outcomes (comma-separated: blocked, voicemail, answered,
+    /// abandoned, missed, failed)
+    #[arg(long, value_name = "LIST")]
+    pub outcome: Option<String>,
+    /// Only first-time callers (true) or repeat callers (false)
+    #[arg(long = "first-time", value_name = "true|false")]
+    pub first_time: Option<String>,
 }
 
 /// The scope and a time range (`export`). Its [`FilterArgs::pairs`] go through
@@ -32,7 +40,7 @@ pub struct FilterArgs {
     /// Only calls that started before this date or time (exclusive)
     #[arg(long, value_name = "D")]
     pub to: Option<String>,
-    /// `--user`, `--source`, `--qualified`.
+    /// `--user`, `--source`, `--qualified`, `--outcome`, `--first-time`.
     #[command(flatten)]
     pub scope: Scope,
 }
@@ -44,6 +52,8 @@ impl Scope {
             ("user", &self.user),
             ("source", &self.source),
             ("qualified", &self.qualified),
+            ("outcome", &self.outcome),
+            ("first_time", &self.first_time),
         ])
     }
 }
@@ -77,6 +87,10 @@ pub struct Filters {
     pub source: Option<String>,
     /// Qualified or not.
     pub qualified: Option<bool>,
+    /// Any of these outcomes.
+    pub outcome: Option<Vec<CallOutcome>>,
+    /// First-time caller or not (calls whose caller is not counted match neither).
+    pub first_time: Option<bool>,
 }
 
 /// Parses a `from`/`to` bound: a date (`YYYY-MM-DD`, midnight in `tz`) or RFC 3339.
@@ -111,12 +125,29 @@ pub fn parse_bound(name: &str, value: &str, tz: Tz) -> Result<i64, FilterError> 
 }
 
 /// Parses `true` / `false`.
-fn parse_qualified(value: &str) -> Result<bool, FilterError> {
+fn parse_bool(name: &str, value: &str) -> Result<bool, FilterError> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(FilterError::NotABool(value.to_owned())),
+        _ => Err(FilterError::NotABool {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }),
     }
+}
+
+/// Parses a comma-separated list of outcomes (each once, none empty).
+fn parse_outcomes(value: &str) -> Result<Vec<CallOutcome>, FilterError> {
+    let mut out = Vec::new();
+    for part in value.split(',') {
+        let o =
+            CallOutcome::parse(part).ok_or_else(|| FilterError::NotAnOutcome(part.to_owned()))?;
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 impl Filters {
@@ -135,7 +166,9 @@ impl Filters {
                 "to" => f.to = Some(parse_bound("to", v, tz)?),
                 "user" => f.user = Some(v.clone()),
                 "source" => f.source = Some(v.clone()),
-                "qualified" => f.qualified = Some(parse_qualified(v)?),
+                "qualified" => f.qualified = Some(parse_bool("qualified", v)?),
+                "outcome" => f.outcome = Some(parse_outcomes(v)?),
+                "first_time" => f.first_time = Some(parse_bool("first_time", v)?),
                 other => return Err(FilterError::Unknown(other.to_owned())),
             }
         }
@@ -147,18 +180,25 @@ impl Filters {
 /// `(started_at, call_sid)` index from the last row of the previous page instead of
 /// scanning the table (an `?1 IS NULL OR ...` form defeats the index).
 pub(super) fn page_sql(f: &Filters, after: bool) -> String {
-    let mut sql = String::from(
-        "SELECT call_sid, user, tracking_number, source, caller, caller_name, caller_city,
-            caller_state, direction, status, answered, qualified, duration_seconds, talk_seconds,
-            started_at, ended_at, forwarded, min_duration_seconds
-         FROM calls INDEXED BY calls_by_start WHERE 1",
+    let mut sql = format!(
+        "SELECT {} FROM calls INDEXED BY calls_by_start WHERE 1",
+        crate::storage::CALL_COLUMNS
     );
+    if let Some(list) = &f.outcome {
+        // Names from a fixed set, never the query's text: safe to write into the SQL.
+        let names: Vec<String> = list.iter().map(|o| format!("'{}'", o.as_str())).collect();
+        sql.push_str(&format!(" AND outcome IN ({})", names.join(", ")));
+    }
     for (on, cond) in [
         (f.from.is_some(), " AND started_at >= :from"),
         (f.to.is_some(), " AND started_at < :to"),
         (f.user.is_some(), " AND user = :user"),
         (f.source.is_some(), " AND source = :source"),
         (f.qualified.is_some(), " AND qualified = :qualified"),
+        (
+            f.first_time.is_some(),
+            " AND first_time_caller = :first_time",
+        ),
         (
             after,
             " AND (started_at, call_sid) > (:after_t, :after_sid)",

@@ -44,7 +44,7 @@ pub use share::{share_query, verify_share};
 pub use xlsx::{write_xlsx, xlsx_tempfile};
 
 /// The CSV/XLSX columns, in order. New columns are only ever appended.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 25] = [
     "call_sid",
     "user",
     "tracking_number",
@@ -62,6 +62,14 @@ pub const COLUMNS: [&str; 17] = [
     "started_at",
     "ended_at",
     "started_at_local",
+    "outcome",
+    "ring_seconds",
+    "first_time_caller",
+    "prior_calls",
+    "qualified_reason",
+    "recording_url",
+    "voicemail_url",
+    "captured_by",
 ];
 
 /// Rows fetched per query page.

@@ -19,7 +19,7 @@ pub(super) struct Pager {
 
 impl Pager {
     pub(super) fn open(db: &Path, filters: Filters) -> Result<Pager, StorageError> {
-        let conn = storage::open_reader(db)?;
+        let conn = storage::open_calls_reader(db)?;
         // No BEGIN: each page's statement is its own read transaction, ended when its
         // rows are collected, so no snapshot outlives a page.
         Ok(Pager {
@@ -55,32 +55,14 @@ impl Pager {
         if let Some(v) = &f.qualified {
             named.push((":qualified", v));
         }
+        if let Some(v) = &f.first_time {
+            named.push((":first_time", v));
+        }
         if let Some((t, sid)) = &self.after {
             named.push((":after_t", t));
             named.push((":after_sid", sid));
         }
-        let rows = stmt.query_map(named.as_slice(), |r| {
-            Ok(Call {
-                call_sid: r.get(0)?,
-                user: r.get(1)?,
-                tracking_number: r.get(2)?,
-                source: r.get(3)?,
-                caller: r.get(4)?,
-                caller_name: r.get(5)?,
-                caller_city: r.get(6)?,
-                caller_state: r.get(7)?,
-                direction: r.get(8)?,
-                status: r.get(9)?,
-                answered: r.get(10)?,
-                qualified: r.get(11)?,
-                duration_seconds: r.get(12)?,
-                talk_seconds: r.get(13)?,
-                started_at: r.get(14)?,
-                ended_at: r.get(15)?,
-                forwarded: r.get(16)?,
-                min_duration_seconds: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
-            })
-        })?;
+        let rows = stmt.query_map(named.as_slice(), storage::call_from_row)?;
         let page: Vec<Call> = rows.collect::<Result<_, _>>()?;
         if page.len() < PAGE {
             self.done = true;

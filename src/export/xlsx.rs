@@ -53,6 +53,10 @@ pub fn write_xlsx(
                 (7, &r.caller_state),
                 (8, &r.direction),
                 (9, &r.status),
+                (21, &r.qualified_reason),
+                (22, &r.recording_url),
+                (23, &r.voicemail_url),
+                (24, &r.captured_by),
             ];
             for (c, v) in texts {
                 if !v.is_empty() {
@@ -84,6 +88,18 @@ pub fn write_xlsx(
             }
             ws.write_datetime_with_format(row, 16, local_naive(r.started_at, tz), &when)
                 .map_err(xerr)?;
+            if let Some(o) = r.outcome {
+                ws.write_string(row, 17, o.as_str()).map_err(xerr)?;
+            }
+            if let Some(s) = r.ring_seconds {
+                ws.write_number(row, 18, s as f64).map_err(xerr)?;
+            }
+            if let Some(f) = r.first_time_caller {
+                ws.write_boolean(row, 19, f).map_err(xerr)?;
+            }
+            if let Some(n) = r.prior_calls {
+                ws.write_number(row, 20, n as f64).map_err(xerr)?;
+            }
         }
     }
     ws.set_freeze_panes(1, 0).map_err(xerr)?;
@@ -99,6 +115,7 @@ pub fn write_xlsx(
         (14, 20.0),
         (15, 20.0),
         (16, 20.0),
+        (21, 28.0),
     ] {
         ws.set_column_width(c, w).map_err(xerr)?;
     }

@@ -44,6 +44,14 @@ pub enum StorageError {
         /// Its schema version.
         version: i64,
     },
+    /// An older calltrackd wrote the database and it was not upgraded yet.
+    #[error("database {} has schema version {version}, older than this calltrackd reads ({}); start `calltrackd serve` (or run `calltrackd requalify`) once to upgrade it", path.display(), super::SCHEMA_VERSION)]
+    TooOld {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        version: i64,
+    },
     /// A migration step failed (and was rolled back).
     #[error("cannot migrate database {} from schema {from} to {}: {why}", path.display(), from + 1)]
     Migrate {

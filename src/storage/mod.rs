@@ -41,16 +41,21 @@ use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind};
 
 mod backup;
+mod callers;
+mod callrow;
 mod checkpoint;
 mod error;
+mod requalify;
 mod rows;
 mod schema;
 mod writer;
 
 pub use backup::backup_into;
+pub(crate) use callrow::{CALL_COLUMNS, call_from_row};
 pub use checkpoint::wal_size;
 pub use error::{StorageError, Trouble};
-pub use schema::{SCHEMA_VERSION, open_reader, open_writer};
+pub use requalify::{Change, Pace, Requalified, requalify};
+pub use schema::{SCHEMA_VERSION, open_calls_reader, open_reader, open_writer};
 
 /// How long a health check waits for the writer to answer.
 const HEALTH_WAIT: Duration = Duration::from_secs(5);
@@ -152,8 +157,10 @@ impl Store {
     pub fn start(
         path: &Path,
         observer: Arc<dyn BatchObserver>,
+        rules: &Rules,
     ) -> Result<(Store, JoinHandle<()>), StorageError> {
-        let conn = open_writer(path)?;
+        let mut conn = open_writer(path)?;
+        finish_upgrade(&mut conn, rules)?;
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             log::error!(
                 "database {} is read-only: webhooks will get 503 until calltrackd can write to it",
@@ -194,6 +201,24 @@ impl Store {
             .recv_timeout(HEALTH_WAIT)
             .unwrap_or_else(|_| Health::Broken(StorageError::WriterStuck(HEALTH_WAIT.as_secs())))
     }
+}
+
+/// Decides the stored calls again after a schema upgrade that added what calls say
+/// (outcome, first-time...), with the rules each was decided with (the current ones
+/// for what a call was never decided with). Resumes after a crash.
+pub fn finish_upgrade(conn: &mut rusqlite::Connection, rules: &Rules) -> Result<(), StorageError> {
+    if !requalify::rederive_pending(conn)? {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let done = requalify(conn, rules, true, false, Pace::Alone, &mut |_| {})?;
+    log::info!(
+        "decided {} stored calls again from their events for the new schema ({} rows written, {:.1} s)",
+        done.calls,
+        done.rows_written,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::callers::{Place, View, count_priors, refresh_later};
+use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, call_from_row, upsert_call};
 use super::{NewEvent, Outcome, Pending, StorageError};
 use crate::calls::{self, Call, Decided, Summary};
-use crate::clock::{now_rfc3339_ms, rfc3339_ms};
+use crate::clock::rfc3339_ms;
 use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind};
 
@@ -103,21 +105,14 @@ pub(crate) fn apply_one(
         return Ok(Outcome::ChildLeg);
     }
     // A CallSid seen for the first time has no row yet: no need to look.
-    let row: Option<(Decided, Option<String>)> = if known.is_none() {
+    let row: Option<(Call, Option<String>)> = if known.is_none() {
         None
     } else {
-        conn.prepare_cached(
-            "SELECT user, source, min_duration_seconds, state FROM calls WHERE id = ?1",
-        )?
+        conn.prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS}, state FROM calls WHERE id = ?1"
+        ))?
         .query_row([call_id], |r| {
-            Ok((
-                Decided {
-                    user: r.get(0)?,
-                    source: r.get(1)?,
-                    min_duration_seconds: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                },
-                r.get(3)?,
-            ))
+            Ok((call_from_row(r)?, r.get(CALL_COLUMN_COUNT)?))
         })
         .optional()?
     };
@@ -146,17 +141,46 @@ pub(crate) fn apply_one(
         answer: ev.answer,
         facts: ev.facts.clone(),
     });
-    let decided = row.map(|(d, _)| d);
-    let new_call = decided.is_none();
-    let Some(call) = summary.decide(rules, decided.as_ref()) else {
+    let old = row.map(|(c, _)| c);
+    let decided = old.as_ref().map(|c| Decided {
+        user: c.user.clone(),
+        source: c.source.clone(),
+        qualify: c.qualify,
+    });
+    let Some(mut call) = summary.decide(rules, decided.as_ref()) else {
         return Ok(Outcome::ChildLeg);
     };
     let state = serde_json::to_string(&summary).map_err(|e| StorageError::Encode(e.to_string()))?;
-    upsert_call(conn, call_id, &call, &state)?;
+    place_call(conn, rules, call_id, old.as_ref(), &mut call, &state)?;
     Ok(Outcome::Stored {
         call: Box::new(call),
-        new_call,
+        new_call: old.is_none(),
     })
+}
+
+/// Writes a decided call: its first-time flag counted afresh when it took a new place
+/// among its caller's calls (else kept), the row, then the calls after it decided again.
+pub(crate) fn place_call(
+    conn: &Connection,
+    rules: &Rules,
+    call_id: i64,
+    old: Option<&Call>,
+    call: &mut Call,
+    state: &str,
+) -> Result<(), StorageError> {
+    let new_place = Place::of(call);
+    let old_place = old.map(Place::of);
+    let moved = old_place.as_ref() != Some(&new_place);
+    let priors = match old {
+        Some(o) if !moved => o.prior_calls,
+        _ => count_priors(conn, call, rules, View::Stored)?,
+    };
+    call.set_priors(priors);
+    upsert_call(conn, call_id, call, state)?;
+    if moved {
+        refresh_later(conn, rules, call_id, old_place.as_ref(), &new_place)?;
+    }
+    Ok(())
 }
 
 /// Inserts the event row; `id` None lets SQLite choose it. Returns the id.
@@ -273,48 +297,4 @@ pub(crate) fn load_events(
         Ok(event)
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn upsert_call(conn: &Connection, call_id: i64, c: &Call, state: &str) -> Result<(), StorageError> {
-    conn.prepare_cached(
-        "INSERT INTO calls (id, call_sid, user, tracking_number, source, caller, caller_name,
-            caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
-            talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21)
-         ON CONFLICT(id) DO UPDATE SET
-            user = excluded.user, tracking_number = excluded.tracking_number,
-            source = excluded.source, caller = excluded.caller, caller_name = excluded.caller_name,
-            caller_city = excluded.caller_city, caller_state = excluded.caller_state,
-            direction = excluded.direction, status = excluded.status,
-            answered = excluded.answered, qualified = excluded.qualified,
-            duration_seconds = excluded.duration_seconds, talk_seconds = excluded.talk_seconds,
-            started_at = excluded.started_at, ended_at = excluded.ended_at,
-            forwarded = excluded.forwarded, min_duration_seconds = excluded.min_duration_seconds,
-            updated_at = excluded.updated_at, state = excluded.state",
-    )?
-    .execute(params![
-        call_id,
-        c.call_sid,
-        c.user,
-        c.tracking_number,
-        c.source,
-        c.caller,
-        c.caller_name,
-        c.caller_city,
-        c.caller_state,
-        c.direction,
-        c.status,
-        c.answered,
-        c.qualified,
-        c.duration_seconds,
-        c.talk_seconds,
-        c.started_at,
-        c.ended_at,
-        c.forwarded,
-        c.min_duration_seconds.map(|v| v as i64),
-        now_rfc3339_ms(),
-        state,
-    ])?;
-    Ok(())
 }

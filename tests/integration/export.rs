@@ -118,7 +118,7 @@ fn csv_columns_values_and_order() {
     let (header, rows) = csv_rows(&r.body);
     assert_eq!(
         header.join(","),
-        "call_sid,user,tracking_number,source,caller,caller_name,caller_city,caller_state,direction,status,answered,qualified,duration_seconds,talk_seconds,started_at,ended_at,started_at_local"
+        "call_sid,user,tracking_number,source,caller,caller_name,caller_city,caller_state,direction,status,answered,qualified,duration_seconds,talk_seconds,started_at,ended_at,started_at_local,outcome,ring_seconds,first_time_caller,prior_calls,qualified_reason,recording_url,voicemail_url,captured_by"
     );
     assert_eq!(rows.len(), 6 + HOSTILE.len());
     let first = &rows[0];
@@ -140,6 +140,14 @@ fn csv_columns_values_and_order() {
         "2026-03-02T15:00:00Z",
         "2026-03-02T15:00:57Z",
         "2026-03-02 09:00:00",
+        "answered",
+        "12",
+        "true",
+        "0",
+        "talked 45 s, at least 30 s",
+        "",
+        "",
+        "webhook",
     ];
     assert_eq!(first, &expected.map(str::to_owned).to_vec());
     let second = &rows[1];
@@ -539,7 +547,7 @@ fn xlsx_has_typed_cells_frozen_header_and_autofilter() {
     );
     let (range, sheet) = xlsx_cells(&r.body);
     assert_eq!(range.height(), 3);
-    let header: Vec<String> = (0..17)
+    let header: Vec<String> = (0..25)
         .map(|c| range.get((0, c)).unwrap().to_string())
         .collect();
     // The contract's columns, written out here (not the crate's own list).
@@ -561,6 +569,14 @@ fn xlsx_has_typed_cells_frozen_header_and_autofilter() {
         "started_at",
         "ended_at",
         "started_at_local",
+        "outcome",
+        "ring_seconds",
+        "first_time_caller",
+        "prior_calls",
+        "qualified_reason",
+        "recording_url",
+        "voicemail_url",
+        "captured_by",
     ];
     assert_eq!(header, contract);
     let cell = |row: usize, c: usize| range.get((row, c)).cloned().unwrap_or(Data::Empty);
@@ -586,9 +602,21 @@ fn xlsx_has_typed_cells_frozen_header_and_autofilter() {
         "2026-03-02 09:00:00",
         "local time in America/Chicago"
     );
+    assert_eq!(cell(1, 17), Data::String("answered".into()));
+    assert_eq!(cell(1, 18), Data::Float(12.0), "ring seconds are a number");
+    assert_eq!(cell(1, 19), Data::Bool(true), "first-time is a boolean");
+    assert_eq!(cell(1, 20), Data::Float(0.0), "prior calls are a number");
+    assert_eq!(
+        cell(1, 21),
+        Data::String("talked 45 s, at least 30 s".into())
+    );
+    assert_eq!(cell(1, 22), Data::Empty, "no recording: an empty cell");
+    assert_eq!(cell(1, 24), Data::String("webhook".into()));
     assert_eq!(cell(2, 11), Data::Bool(false));
+    assert_eq!(cell(2, 19), Data::Bool(false), "the caller's second call");
+    assert_eq!(cell(2, 20), Data::Float(1.0));
     assert!(sheet.contains("state=\"frozen\""), "frozen header");
-    assert!(sheet.contains("<autoFilter ref=\"A1:Q3\""), "autofilter");
+    assert!(sheet.contains("<autoFilter ref=\"A1:Y3\""), "autofilter");
 
     // String cells hold hostile names unchanged (no ' prefix: a string cannot run).
     let r = get(
@@ -638,8 +666,11 @@ fn a_client_that_goes_away_mid_download_breaks_nothing() {
         let c = rusqlite::Connection::open(env.db()).unwrap();
         c.execute_batch(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
-             INSERT INTO calls SELECT 1000000 + i, 'CAbulk' || i, 'bulk', '+18005551212', 'x', '+14155550100', 'NAME', 'C', 'S',
-                'inbound', 'completed', 1, 1, 60, 50, 1700000000 + i, 1700000060 + i, 1, 30, 'now', NULL FROM n;",
+             INSERT INTO calls (id, call_sid, user, tracking_number, source, caller, caller_name,
+                caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
+                talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at)
+             SELECT 1000000 + i, 'CAbulk' || i, 'bulk', '+18005551212', 'x', '+14155550100', 'NAME', 'C', 'S',
+                'inbound', 'completed', 1, 1, 60, 50, 1700000000 + i, 1700000060 + i, 1, 30, 'now' FROM n;",
         )
         .unwrap();
     }

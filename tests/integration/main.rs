@@ -6,6 +6,7 @@ mod backup;
 mod cli;
 mod export;
 mod hostile;
+mod outcomes;
 mod promises;
 mod properties;
 mod resilience;

@@ -1,0 +1,164 @@
+//! First-time callers: a call's earlier calls from the same caller to the same user,
+//! counted in start order through the `calls_by_caller` index (`caller_key`,
+//! `started_at`, `call_sid`, `outcome`), so a count costs the same at 10 calls or 10
+//! million. When a call takes its place among its caller's calls (it is new, its start
+//! moved, or it became blocked), the calls after it are decided again: the flags are as
+//! if calls had arrived in the order they started.
+
+use rusqlite::{Connection, params};
+
+use super::StorageError;
+use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, call_from_row};
+use crate::calls::Call;
+use crate::config::Rules;
+
+const DAY: i64 = 86_400;
+/// The longest lookback the config allows: a call can change the flags of its caller's
+/// calls up to this long after it (each uses the lookback it was decided with).
+const MAX_LOOKBACK_DAYS: i64 = 3_650;
+
+/// Where a call sits among its caller's calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Place {
+    key: Option<String>,
+    started_at: i64,
+    counts: bool,
+}
+
+impl Place {
+    pub(crate) fn of(c: &Call) -> Place {
+        Place {
+            key: c.caller_key(),
+            started_at: c.started_at,
+            counts: c.counts_as_prior(),
+        }
+    }
+}
+
+/// Which calls count: those in the table, or (for a dry run) those in the table as
+/// `temp.moved` says they would be after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    Stored,
+    Preview,
+}
+
+const COUNT_STORED: &str = "SELECT count(*) FROM calls
+    WHERE caller_key = ?1 AND started_at > ?2
+      AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4))
+      AND outcome IS NOT 'blocked'";
+const COUNT_PREVIEW: &str = "SELECT
+    (SELECT count(*) FROM calls
+     WHERE caller_key = ?1 AND started_at > ?2
+       AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4))
+       AND outcome IS NOT 'blocked' AND id NOT IN (SELECT id FROM temp.moved))
+  + (SELECT count(*) FROM temp.moved
+     WHERE caller_key = ?1 AND started_at > ?2
+       AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4)) AND counts)";
+
+/// The number of earlier calls of `c`'s caller within its lookback (`None` for a
+/// caller that is not counted). Earlier: started before it, or at the same second
+/// with a smaller `CallSid` (the export's order). A call exactly `lookback` days
+/// before no longer counts: "no call for 365 days".
+pub(crate) fn count_priors(
+    conn: &Connection,
+    c: &Call,
+    rules: &Rules,
+    view: View,
+) -> Result<Option<i64>, StorageError> {
+    let Some(key) = c.caller_key() else {
+        return Ok(None);
+    };
+    let since = c.started_at - c.lookback_days(rules) as i64 * DAY;
+    let sql = match view {
+        View::Stored => COUNT_STORED,
+        View::Preview => COUNT_PREVIEW,
+    };
+    let n: i64 = conn
+        .prepare_cached(sql)?
+        .query_row(params![key, since, c.started_at, c.call_sid], |r| r.get(0))?;
+    Ok(Some(n))
+}
+
+/// After the call `call_id` moved from `old` (None: it is new) to `new`, decides again
+/// the first-time flag, prior count and qualification of the calls after either place.
+/// Returns how many rows changed.
+pub(crate) fn refresh_later(
+    conn: &Connection,
+    rules: &Rules,
+    call_id: i64,
+    old: Option<&Place>,
+    new: &Place,
+) -> Result<usize, StorageError> {
+    let mut ranges: Vec<(&str, i64, i64)> = Vec::with_capacity(2);
+    match old {
+        Some(o) if o.key == new.key => {
+            if let Some(k) = new.key.as_deref() {
+                ranges.push((
+                    k,
+                    o.started_at.min(new.started_at),
+                    o.started_at.max(new.started_at),
+                ));
+            }
+        }
+        _ => {
+            for p in old.into_iter().chain(std::iter::once(new)) {
+                if let Some(k) = p.key.as_deref() {
+                    ranges.push((k, p.started_at, p.started_at));
+                }
+            }
+        }
+    }
+    let mut changed = 0;
+    for (key, from, last) in ranges {
+        changed += refresh_range(
+            conn,
+            rules,
+            call_id,
+            key,
+            from,
+            last + MAX_LOOKBACK_DAYS * DAY,
+        )?;
+    }
+    Ok(changed)
+}
+
+fn refresh_range(
+    conn: &Connection,
+    rules: &Rules,
+    call_id: i64,
+    key: &str,
+    from: i64,
+    until: i64,
+) -> Result<usize, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CALL_COLUMNS}, id FROM calls
+         WHERE caller_key = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4"
+    ))?;
+    let later: Vec<(Call, i64)> = stmt
+        .query_map(params![key, from, until, call_id], |r| {
+            Ok((call_from_row(r)?, r.get(CALL_COLUMN_COUNT)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut changed = 0;
+    for (mut c, id) in later {
+        let before = c.clone();
+        let priors = count_priors(conn, &c, rules, View::Stored)?;
+        c.set_priors(priors);
+        if c != before {
+            conn.prepare_cached(
+                "UPDATE calls SET first_time_caller = ?2, prior_calls = ?3, qualified = ?4,
+                    qualified_reason = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                c.first_time_caller,
+                c.prior_calls,
+                c.qualified,
+                c.qualified_reason
+            ])?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
