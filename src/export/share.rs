@@ -12,8 +12,13 @@ use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The query parameters a share link signs (besides `expires` and `sig`).
-const SHARE_SCOPE: [&str; 3] = ["user", "source", "qualified"];
+/// The query parameters a share link signs (besides `expires` and `sig`). The first
+/// three are signed present or absent, as since the first links; those after them only
+/// when present, so links made before they existed keep working (and one of them added
+/// to such a link still changes its signature).
+const SHARE_SCOPE: [&str; 5] = ["user", "source", "qualified", "outcome", "first_time"];
+/// How many of [`SHARE_SCOPE`] are signed even when absent.
+const ALWAYS_SIGNED: usize = 3;
 
 fn share_mac(
     token: &Secret,
@@ -25,15 +30,16 @@ fn share_mac(
         HmacSha256::new_from_slice(token.expose().as_bytes()).expect("HMAC takes any key length");
     m.update(b"calltrackd share link v1\n");
     m.update(format.ext().as_bytes());
-    for name in SHARE_SCOPE {
-        m.update(b"\n");
+    for (i, name) in SHARE_SCOPE.iter().enumerate() {
         match scope.iter().find(|(k, _)| k == name) {
             Some((_, v)) => {
+                m.update(b"\n");
                 m.update(name.as_bytes());
                 m.update(b"=");
                 m.update(v.as_bytes());
             }
-            None => m.update(b"-"),
+            None if i < ALWAYS_SIGNED => m.update(b"\n-"),
+            None => {}
         }
     }
     m.update(format!("\nexpires={expires}").as_bytes());

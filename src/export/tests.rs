@@ -136,6 +136,54 @@ fn share_links_verify_and_refuse_edits() {
 }
 
 #[test]
+fn links_made_before_outcome_filters_still_verify_and_new_scope_is_signed() {
+    let t = Secret::new("tok".into());
+    // A link as the first share links were signed (HMAC over user, source, qualified,
+    // absent ones as '-'), computed independently of this crate.
+    let old: Vec<(String, String)> = [
+        ("user", "acme"),
+        ("expires", "2000"),
+        ("sig", "ltHdpA22OypUsFF_Fkk2lozuNBEpMgGQV9ou6HNUjwY"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let f = verify_share(&t, Format::Csv, &old, 1000, chrono_tz::UTC).unwrap();
+    assert_eq!(
+        (f.user.as_deref(), f.outcome.as_ref()),
+        (Some("acme"), None)
+    );
+    // outcome or first_time added to it: altered.
+    for (k, v) in [("outcome", "missed"), ("first_time", "true")] {
+        let mut edited = old.clone();
+        edited.push((k.into(), v.into()));
+        assert!(verify_share(&t, Format::Csv, &edited, 1000, chrono_tz::UTC).is_err());
+    }
+    // A link scoped by outcome carries it, signed.
+    let scope = vec![
+        ("outcome".to_string(), "missed,abandoned".to_string()),
+        ("first_time".to_string(), "true".to_string()),
+    ];
+    let q = share_query(&t, Format::Csv, &scope, 2000);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&q).unwrap();
+    let f = verify_share(&t, Format::Csv, &pairs, 1000, chrono_tz::UTC).unwrap();
+    assert_eq!(f.first_time, Some(true));
+    assert_eq!(f.outcome.map(|o| o.len()), Some(2));
+    let widened: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "outcome" {
+                "missed,abandoned,answered"
+            } else {
+                v
+            };
+            (k.clone(), v.to_string())
+        })
+        .collect();
+    assert!(verify_share(&t, Format::Csv, &widened, 1000, chrono_tz::UTC).is_err());
+}
+
+#[test]
 fn fields_with_semicolons_are_quoted_like_commas() {
     let mut out = Vec::new();
     push_record(

@@ -613,6 +613,30 @@ fn outcome_and_first_time_filters_over_http_and_cli() {
         &bearer(),
     );
     assert_eq!(cli.stdout, http.body);
+    // A share link carries the new filters, signed; edited, it is refused.
+    let link = env.run(&[
+        "share-link",
+        "--config",
+        cfg,
+        "--outcome",
+        "missed,abandoned",
+    ]);
+    assert!(
+        link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    let link = String::from_utf8(link.stdout).unwrap();
+    let query = link.trim().split_once("/calls.csv").unwrap().1.to_owned();
+    let shared = get(d.addr, &format!("/calls.csv{query}"), &[]);
+    assert_eq!(shared.status, 200, "{}", shared.text());
+    assert_eq!(sids(&parse_csv(&shared.body)), ["CAab", "CAm"]);
+    let widened = query.replace("missed%2Cabandoned", "missed%2Cabandoned%2Canswered");
+    assert_ne!(widened, query);
+    assert_eq!(
+        get(d.addr, &format!("/calls.csv{widened}"), &[]).status,
+        403
+    );
     for args in [["--outcome", "bogus"], ["--first-time", "maybe"]] {
         let o = env.run(&["export", "--config", cfg, args[0], args[1]]);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
