@@ -17,7 +17,7 @@ const DAY: i64 = 86_400;
 /// calls up to this long after it (each uses the lookback it was decided with).
 const MAX_LOOKBACK_DAYS: i64 = 3_650;
 
-/// Where a call sits among its caller's calls.
+/// Where a call sits among its caller's calls (what other calls' counts depend on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Place {
     key: Option<String>,
@@ -80,84 +80,86 @@ pub(crate) fn count_priors(
     Ok(Some(n))
 }
 
-/// After the call `call_id` moved from `old` (None: it is new) to `new`, decides again
-/// the first-time flag, prior count and qualification of the calls after either place.
+/// After the call `call_id` (`call_sid`) moved from `old` (None: it is new) to `new`,
+/// adjusts the first-time flag, prior count and qualification of the calls after
+/// either place that it enters or leaves the lookback of: by one each, so a caller
+/// with many calls costs one pass over the calls after this one, not a count for each.
 /// Returns how many rows changed.
 pub(crate) fn refresh_later(
     conn: &Connection,
     rules: &Rules,
     call_id: i64,
+    call_sid: &str,
     old: Option<&Place>,
     new: &Place,
 ) -> Result<usize, StorageError> {
-    let mut ranges: Vec<(&str, i64, i64)> = Vec::with_capacity(2);
-    match old {
-        Some(o) if o.key == new.key => {
-            if let Some(k) = new.key.as_deref() {
-                ranges.push((
-                    k,
-                    o.started_at.min(new.started_at),
-                    o.started_at.max(new.started_at),
-                ));
-            }
-        }
-        _ => {
-            for p in old.into_iter().chain(std::iter::once(new)) {
-                if let Some(k) = p.key.as_deref() {
-                    ranges.push((k, p.started_at, p.started_at));
-                }
-            }
+    let mut changed = 0;
+    let mut keys: Vec<&str> = Vec::with_capacity(2);
+    for p in old.into_iter().chain(std::iter::once(new)) {
+        if let Some(k) = p.key.as_deref()
+            && !keys.contains(&k)
+        {
+            keys.push(k);
         }
     }
-    let mut changed = 0;
-    for (key, from, last) in ranges {
-        changed += refresh_range(
-            conn,
-            rules,
-            call_id,
-            key,
-            from,
-            last + MAX_LOOKBACK_DAYS * DAY,
-        )?;
-    }
-    Ok(changed)
-}
-
-fn refresh_range(
-    conn: &Connection,
-    rules: &Rules,
-    call_id: i64,
-    key: &str,
-    from: i64,
-    until: i64,
-) -> Result<usize, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CALL_COLUMNS}, id FROM calls
-         WHERE caller_key = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4"
-    ))?;
-    let later: Vec<(Call, i64)> = stmt
-        .query_map(params![key, from, until, call_id], |r| {
-            Ok((call_from_row(r)?, r.get(CALL_COLUMN_COUNT)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut changed = 0;
-    for (mut c, id) in later {
-        let before = c.clone();
-        let priors = count_priors(conn, &c, rules, View::Stored)?;
-        c.set_priors(priors);
-        if c != before {
-            conn.prepare_cached(
-                "UPDATE calls SET first_time_caller = ?2, prior_calls = ?3, qualified = ?4,
-                    qualified_reason = ?5 WHERE id = ?1",
+    for key in keys {
+        let mine = |p: &Place| p.key.as_deref() == Some(key) && p.counts;
+        let was = old.filter(|p| mine(p));
+        let now = Some(new).filter(|p| mine(p));
+        let starts = [was, now].into_iter().flatten().map(|p| p.started_at);
+        let (Some(from), Some(last)) = (starts.clone().min(), starts.max()) else {
+            continue;
+        };
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS}, id FROM calls
+             WHERE caller_key = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
+               AND started_at - coalesce(lookback_days, ?5) * {DAY} < ?6"
+        ))?;
+        let later: Vec<(Call, i64)> = stmt
+            .query_map(
+                params![
+                    key,
+                    from,
+                    last + MAX_LOOKBACK_DAYS * DAY,
+                    call_id,
+                    rules.qualify.first_time_lookback_days as i64,
+                    last
+                ],
+                |r| Ok((call_from_row(r)?, r.get(CALL_COLUMN_COUNT)?)),
             )?
-            .execute(params![
-                id,
-                c.first_time_caller,
-                c.prior_calls,
-                c.qualified,
-                c.qualified_reason
-            ])?;
-            changed += 1;
+            .collect::<Result<_, _>>()?;
+        for (mut c, id) in later {
+            let since = c.started_at - c.lookback_days(rules) as i64 * DAY;
+            let counts = |p: Option<&Place>| {
+                p.is_some_and(|p| {
+                    (p.started_at, call_sid) < (c.started_at, c.call_sid.as_str())
+                        && p.started_at > since
+                }) as i64
+            };
+            let delta = counts(now) - counts(was);
+            if delta == 0 {
+                continue;
+            }
+            let priors = match c.prior_calls {
+                Some(n) => Some((n + delta).max(0)),
+                None => count_priors(conn, &c, rules, View::Stored)?,
+            };
+            let before = c.clone();
+            c.set_priors(priors);
+            if c != before {
+                conn.prepare_cached(
+                    "UPDATE calls SET first_time_caller = ?2, prior_calls = ?3, qualified = ?4,
+                        qualified_reason = ?5 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    c.first_time_caller,
+                    c.prior_calls,
+                    c.qualified,
+                    c.qualified_reason
+                ])?;
+                changed += 1;
+            }
         }
     }
     Ok(changed)

@@ -171,14 +171,23 @@ pub(crate) fn place_call(
     let new_place = Place::of(call);
     let old_place = old.map(Place::of);
     let moved = old_place.as_ref() != Some(&new_place);
+    // Its own count also depends on its lookback, fixed once it is answered or not.
+    let recount = moved || old.is_some_and(|o| o.lookback_days(rules) != call.lookback_days(rules));
     let priors = match old {
-        Some(o) if !moved => o.prior_calls,
+        Some(o) if !recount => o.prior_calls,
         _ => count_priors(conn, call, rules, View::Stored)?,
     };
     call.set_priors(priors);
     upsert_call(conn, call_id, call, state)?;
     if moved {
-        refresh_later(conn, rules, call_id, old_place.as_ref(), &new_place)?;
+        refresh_later(
+            conn,
+            rules,
+            call_id,
+            &call.call_sid,
+            old_place.as_ref(),
+            &new_place,
+        )?;
     }
     Ok(())
 }

@@ -767,3 +767,92 @@ fn requalify_refuses_a_bad_config_and_a_missing_database() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("abandon_seconds"));
 }
+
+#[test]
+fn first_time_flags_match_a_brute_force_count_whatever_the_arrival_order() {
+    // 48 calls from 4 callers over ~900 days; each call's requests arrive shuffled
+    // among all the others', and half of the calls learn an earlier start late (a
+    // callback whose Timestamp is earlier than the one that came first).
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    struct C {
+        sid: String,
+        caller: String,
+        start: i64,
+    }
+    let mut calls = Vec::new();
+    let mut requests = Vec::new();
+    for i in 0..48 {
+        let caller = format!("+1646555{:04}", rand(4));
+        let start = T0 - rand(900) as i64 * DAY - rand(3) as i64 * 3600;
+        let sid = format!("CAr{i:02}");
+        let late = i % 2 == 0;
+        // The first callback says the call began 2 minutes after it did, for half.
+        let shown = if late { start + 120 } else { start };
+        requests.push(from(
+            status(&sid, TRACKING, "ringing", &at(shown), None),
+            &caller,
+        ));
+        requests.push(from(
+            dial_action(&sid, TRACKING, "completed", Some("40")),
+            &caller,
+        ));
+        let mut fin = from(
+            status(&sid, TRACKING, "completed", &at(start + 200), Some("200")),
+            &caller,
+        );
+        set(&mut fin, "SequenceNumber", "3");
+        requests.push(fin);
+        calls.push(C { sid, caller, start });
+    }
+    for i in (1..requests.len()).rev() {
+        let j = rand(i as u64 + 1) as usize;
+        requests.swap(i, j);
+    }
+    for p in &requests {
+        send(&d, p);
+    }
+    let r = rows(&d, "");
+    for c in &calls {
+        let prior = calls
+            .iter()
+            .filter(|o| {
+                o.caller == c.caller
+                    && (o.start, &o.sid) < (c.start, &c.sid)
+                    && o.start > c.start - 365 * DAY
+            })
+            .count();
+        assert_eq!(
+            (
+                cell(&r, &c.sid, "prior_calls"),
+                cell(&r, &c.sid, "first_time_caller")
+            ),
+            (
+                prior.to_string().as_str(),
+                if prior == 0 { "true" } else { "false" }
+            ),
+            "{}",
+            c.sid
+        );
+        assert_eq!(cell(&r, &c.sid, "started_at"), &rfc3339(c.start));
+    }
+    // requalify, counting everything afresh, finds the same.
+    let before = get(d.addr, "/calls.csv", &bearer()).body;
+    let o = env.run(&["requalify", "--config", env.config().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 changed"));
+    assert_eq!(get(d.addr, "/calls.csv", &bearer()).body, before);
+}
+
+fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
