@@ -11,8 +11,14 @@
 //!     calltrackd; then medians and ranges over the rounds
 //! calltrackd-bench fire --url URL --token TOKEN [--connections N] [--requests N] [--db FILE]
 //!     the load alone, against any URL; with --db, verifies calltrackd's database
+//!     with --previous PATH, that build (e.g. the commit before a change) too, in the
+//!     same rounds: calltrackd / previous
 //! calltrackd-bench export [--rows 1000000]
 //!     calltrackd export (CLI and HTTP) vs `sqlite3 -csv` on the same rows; peak RSS
+//! calltrackd-bench requalify [--calls 1000000]
+//!     `calltrackd requalify` over that many stored calls (3 events each): time and peak
+//!     RSS; then again while the daemon takes webhooks, with their latency against an
+//!     idle daemon's
 //! ```
 //!
 //! Run it from a release build: `cargo run --release -p calltrackd-bench -- ingest`.
@@ -41,6 +47,18 @@ enum Cli {
     Fire(FireArgs),
     /// Export 1,000,000 calls: calltrackd (CLI and HTTP) vs sqlite3 -csv
     Export(ExportArgs),
+    /// Requalify 1,000,000 stored calls: time, peak RSS, webhook latency meanwhile
+    Requalify(RequalifyArgs),
+}
+
+#[derive(Args)]
+struct RequalifyArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    calls: usize,
+    /// Seed the database and its config into this folder, keep them, and stop (to
+    /// profile `calltrackd requalify --config DIR/config.toml` by hand)
+    #[arg(long, value_name = "DIR")]
+    seed_only: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -63,6 +81,10 @@ struct IngestArgs {
     /// Measure this calltrackd binary (e.g. a previous build) instead of the sibling one
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
+    /// Also measure this calltrackd binary (e.g. the build before a change) in every
+    /// round, alternating with the others, and report calltrackd / previous
+    #[arg(long, value_name = "PATH")]
+    previous: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -93,6 +115,7 @@ fn main() {
         Cli::Ingest(a) => ingest(&a),
         Cli::Fire(a) => fire_cmd(&a),
         Cli::Export(a) => export(&a),
+        Cli::Requalify(a) => requalify(&a),
     };
     if let Err(e) = result {
         eprintln!("calltrackd-bench: {e}");
@@ -131,6 +154,10 @@ fn prepare(
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let sid = call_sid(run, i);
+        // 10,000 callers, each calling a few times: first-time counting has earlier
+        // calls to find, as in real traffic (one caller making every call would be the
+        // robocaller case, not a shop's day).
+        let caller = format!("+1415{:07}", 5_550_000 + i % 10_000);
         // Calls end in order, about a thousand a second (a burst); all last 47 s.
         let ended = chrono::DateTime::from_timestamp(1_772_463_647 + (i / 1000) as i64, 0)
             .unwrap_or_default()
@@ -143,11 +170,11 @@ fn prepare(
             ("CallbackSource", "call-progress-events"),
             ("CallDuration", "47"),
             ("Called", "+18005551212"),
-            ("Caller", "+14155550100"),
+            ("Caller", caller.as_str()),
             ("CallerName", "JOHN SMITH"),
             ("Direction", "inbound"),
             ("Duration", "1"),
-            ("From", "+14155550100"),
+            ("From", caller.as_str()),
             ("FromCity", "SAN FRANCISCO"),
             ("FromCountry", "US"),
             ("FromState", "CA"),
@@ -455,7 +482,7 @@ fn write_config(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn start_daemon(workers: usize, token: &str) -> Result<Daemon, String> {
+fn start_daemon(workers: usize, token: &str, binary: &Path) -> Result<Daemon, String> {
     let dir = std::env::temp_dir().join(format!("calltrackd-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -466,14 +493,18 @@ fn start_daemon(workers: usize, token: &str) -> Result<Daemon, String> {
             "[server]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"{token}\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"bench\"\nforward_to = \"+15558675309\"\n"
         ),
     )?;
-    let (child, addr) = spawn_daemon(&cfg)?;
+    let (child, addr) = spawn_daemon_with(binary, &cfg)?;
     Ok(Daemon { child, addr, dir })
 }
 
 /// Starts `calltrackd serve --config cfg` (log to our stderr, warnings only) and
 /// waits until it listens.
 fn spawn_daemon(cfg: &Path) -> Result<(Child, SocketAddr), String> {
-    let mut child = Command::new(sibling_binary()?)
+    spawn_daemon_with(&sibling_binary()?, cfg)
+}
+
+fn spawn_daemon_with(binary: &Path, cfg: &Path) -> Result<(Child, SocketAddr), String> {
+    let mut child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(cfg)
         .env("CALLTRACKD_LOG", "warn")
@@ -581,7 +612,11 @@ fn measure(
             )
         }
         _ => {
-            let d = start_daemon(o.workers, token)?;
+            let binary = match kind {
+                "previous" => o.previous.clone().ok_or("no --previous")?,
+                _ => sibling_binary()?,
+            };
+            let d = start_daemon(o.workers, token, &binary)?;
             let idle = wait_idle_rss(d.child.id());
             (d.addr, Some(idle), None, Some(d))
         }
@@ -616,7 +651,10 @@ fn ingest(o: &IngestArgs) -> Result<(), String> {
         "ingest: {} rounds of {} distinct signed status callbacks over {} keep-alive connections, {} workers",
         o.rounds, o.requests, o.connections, o.workers
     );
-    let kinds = ["bare", "durable", "calltrackd"];
+    let mut kinds = vec!["bare", "durable", "calltrackd"];
+    if o.previous.is_some() {
+        kinds.push("previous");
+    }
     let mut all: HashMap<&str, Vec<Figures>> = HashMap::new();
     let mut rss: Vec<(u64, u64)> = Vec::new();
     for round in 0..o.rounds {
@@ -626,7 +664,9 @@ fn ingest(o: &IngestArgs) -> Result<(), String> {
             let kind = kinds[(k + round) % kinds.len()];
             let (f, r) = measure(kind, o, token, round)?;
             all.entry(kind).or_default().push(f);
-            rss.extend(r);
+            if kind == "calltrackd" {
+                rss.extend(r);
+            }
         }
     }
     let get = |k: &str| all.get(k).map(Vec::as_slice).unwrap_or(&[]);
@@ -638,7 +678,7 @@ fn ingest(o: &IngestArgs) -> Result<(), String> {
             .collect()
     };
     println!("\nmedians (ranges) over {} rounds:", o.rounds);
-    for k in kinds {
+    for &k in &kinds {
         println!(
             "  {k:<11} {} req/s, p99 {} ms",
             spread(get(k).iter().map(|f| f.rate).collect(), 0),
@@ -653,6 +693,24 @@ fn ingest(o: &IngestArgs) -> Result<(), String> {
         "  calltrackd / bare          = {} of the rate (per round)",
         spread(ratio("calltrackd", "bare"), 2)
     );
+    if o.previous.is_some() {
+        println!(
+            "  calltrackd / previous      = {} of the rate (per round)",
+            spread(ratio("calltrackd", "previous"), 3)
+        );
+        let p99 = |k: &str| get(k).iter().map(|f| f.p99_ms).collect::<Vec<_>>();
+        println!(
+            "  calltrackd / previous p99  = {} (per round)",
+            spread(
+                p99("calltrackd")
+                    .iter()
+                    .zip(p99("previous"))
+                    .map(|(a, b)| a / b)
+                    .collect(),
+                3
+            )
+        );
+    }
     println!(
         "  calltrackd RSS: idle {} MiB, peak under load {} MiB",
         spread(rss.iter().map(|r| r.0 as f64 / 1024.0).collect(), 1),
@@ -788,23 +846,32 @@ fn start_flask(token: &str) -> Result<Daemon, String> {
 // ------------------------------------------------------------------ export
 
 fn run_measured(cmd: &mut Command) -> Result<(Duration, u64), String> {
+    run_measured_to(cmd, Stdio::null())
+}
+
+/// [`run_measured`] with the command's stdout going to `out`. The peak RSS is the
+/// child's own `VmHWM`, read from /proc while it runs (it restarts at `exec`), not
+/// `wait4`'s `ru_maxrss`, which also counts the forked copy of this process before the
+/// `exec` (this process holds a large database cache after seeding).
+fn run_measured_to(cmd: &mut Command, out: Stdio) -> Result<(Duration, u64), String> {
     let start = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
+    let mut child = cmd
+        .stdout(out)
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("{cmd:?}: {e}"))?;
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    if r != pid || status != 0 {
-        return Err(format!("{cmd:?} failed"));
+    let pid = child.id();
+    let mut peak = 0;
+    loop {
+        if let Some(hwm) = proc_status_kib(pid, "VmHWM:") {
+            peak = peak.max(hwm);
+        }
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) if status.success() => return Ok((start.elapsed(), peak)),
+            Some(_) => return Err(format!("{cmd:?} failed")),
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
-    // ru_maxrss is in KiB on Linux.
-    Ok((elapsed, usage.ru_maxrss.max(0) as u64))
 }
 
 fn export(o: &ExportArgs) -> Result<(), String> {
@@ -824,7 +891,11 @@ fn export(o: &ExportArgs) -> Result<(), String> {
         c.execute_batch(&format!(
             "BEGIN;
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-             INSERT INTO calls SELECT i, printf('CA%032d', i), 'acme-plumbing', '+18005551212', 'Google Ads',
+             INSERT INTO calls (id, call_sid, user, tracking_number, source, caller,
+                caller_name, caller_city, caller_state, direction, status, answered, qualified,
+                duration_seconds, talk_seconds, started_at, ended_at, forwarded,
+                min_duration_seconds, updated_at, state)
+             SELECT i, printf('CA%032d', i), 'acme-plumbing', '+18005551212', 'Google Ads',
                 '+1415555' || printf('%04d', i % 10000), 'JOHN SMITH', 'SAN FRANCISCO', 'CA', 'inbound',
                 'completed', 1, i % 3 > 0, 60 + i % 300, 40 + i % 200, 1767225600 + i * 30,
                 1767225660 + i * 30, 1, 30, 'now', NULL FROM n;
@@ -895,6 +966,203 @@ fn export(o: &ExportArgs) -> Result<(), String> {
         peak as f64 / 1024.0,
         total as f64 / 1e6
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+// ------------------------------------------------------------------ requalify
+
+/// Stores `n` forwarded calls, three events each (incoming, `<Dial action>`, final
+/// status), with rows decided by an older rule, straight into a fresh database.
+fn seed_calls(db: &Path, n: usize) -> Result<(), String> {
+    let c = calltrackd::storage::open_writer(db).map_err(|e| e.to_string())?;
+    // 100,000 callers over a year (about ten calls each); a quarter not answered.
+    c.execute_batch(&format!(
+        "PRAGMA synchronous = OFF;
+         BEGIN;
+         CREATE TEMP TABLE n AS
+           WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+           SELECT i, printf('CA%032x', i * 2654435761 % 4294967296 * 65536 + i) AS sid,
+                  '+1415' || printf('%07d', 5550000 + (i * 7919) % 100000) AS caller,
+                  1735689600 + i * 30 AS t, i % 4 = 0 AS missed, 20 + i % 100 AS talk
+           FROM n;
+         INSERT INTO events (id, call_id, received_at, call_sid, kind, answer, content_sha256,
+             method, path, content_type, body, direction, from_number, to_number, call_status,
+             sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
+             caller_name, from_city, from_state, to_city, to_state, received_unix)
+           SELECT 3 * i - 2, 3 * i - 2, 'x', sid, 'incoming', 'dial', randomblob(32), 'POST',
+             '/call-tracking/webhook', 'application/x-www-form-urlencoded', x'00', 'inbound',
+             caller, '+18005551212', 'ringing', NULL, NULL, NULL, NULL, NULL, '', '', '', '',
+             '', t FROM n;
+         INSERT INTO events (id, call_id, received_at, call_sid, kind, answer, content_sha256,
+             method, path, content_type, body, direction, from_number, to_number, call_status,
+             sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
+             caller_name, from_city, from_state, to_city, to_state, received_unix)
+           SELECT 3 * i - 1, 3 * i - 2, 'x', sid, 'dial_action', 'ack', randomblob(32), 'POST',
+             '/call-tracking/webhook', 'application/x-www-form-urlencoded', x'00', 'inbound',
+             caller, '+18005551212', 'in-progress', NULL, NULL, NULL,
+             CASE WHEN missed THEN 'no-answer' ELSE 'completed' END,
+             CASE WHEN missed THEN NULL ELSE talk END, '', '', '', '', '', t + 5 + talk FROM n;
+         INSERT INTO events (id, call_id, received_at, call_sid, kind, answer, content_sha256,
+             method, path, content_type, body, direction, from_number, to_number, call_status,
+             sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
+             caller_name, from_city, from_state, to_city, to_state, received_unix)
+           SELECT 3 * i, 3 * i - 2, 'x', sid, 'status', 'ack', randomblob(32), 'POST',
+             '/call-tracking/webhook', 'application/x-www-form-urlencoded', x'00', 'inbound',
+             caller, '+18005551212', 'completed', 0, t + 5 + talk, 5 + talk, NULL, NULL, '', '',
+             '', '', '', t + 5 + talk FROM n;
+         INSERT INTO sids (call_sid, call_id) SELECT sid, 3 * i - 2 FROM n;
+         INSERT INTO calls (id, call_sid, user, tracking_number, source, caller, caller_name,
+             caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
+             talk_seconds, started_at, ended_at, forwarded, min_duration_seconds, updated_at)
+           SELECT 3 * i - 2, sid, 'acme-plumbing', '+18005551212', 'Google Ads', caller, '', '',
+             '', 'inbound', 'completed', NOT missed, NOT missed AND talk >= 30, 5 + talk,
+             CASE WHEN missed THEN 0 ELSE talk END, t, t + 5 + talk, 1, 30, 'x' FROM n;
+         DROP TABLE temp.n;
+         COMMIT;"
+    ))
+    .map_err(|e| e.to_string())
+}
+
+/// Sends signed requests one at a time until `until` says stop; their latencies.
+fn latencies_while(
+    addr: SocketAddr,
+    reqs: Vec<Prepared>,
+    until: &dyn Fn() -> bool,
+) -> Result<Vec<Duration>, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    let mut lat = Vec::new();
+    for p in reqs {
+        if until() {
+            break;
+        }
+        let t = Instant::now();
+        s.write_all(&p.bytes).map_err(|e| e.to_string())?;
+        match read_response(&mut r) {
+            Some((200, _)) => lat.push(t.elapsed()),
+            other => return Err(format!("webhook answered {other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    lat.sort();
+    Ok(lat)
+}
+
+fn latency_line(name: &str, lat: &[Duration]) {
+    let p = |q: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3
+    };
+    println!(
+        "{name:<34} {:>6} webhooks   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>6.2} ms",
+        lat.len(),
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+}
+
+fn requalify(o: &RequalifyArgs) -> Result<(), String> {
+    let dir = match &o.seed_only {
+        Some(d) => d.clone(),
+        None => {
+            std::env::temp_dir().join(format!("calltrackd-bench-requalify-{}", std::process::id()))
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = dir.join("calls.db");
+    let cfg = dir.join("config.toml");
+    let config = |min: u32| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"bench-token\"\n[qualify]\nmin_duration_seconds = {min}\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"acme-plumbing\"\nsource = \"Google Ads\"\nforward_to = \"+15558675309\"\n"
+        )
+    };
+    println!("requalify: seeding {} calls (3 events each) ...", o.calls);
+    let t = Instant::now();
+    seed_calls(&db, o.calls)?;
+    println!("  seeded in {:.1} s", t.elapsed().as_secs_f64());
+    if o.seed_only.is_some() {
+        write_config(&cfg, &config(60))?;
+        println!("  kept in {}", dir.display());
+        return Ok(());
+    }
+    let bin = sibling_binary()?;
+    let run = |min: u32| -> Result<(Duration, u64, String), String> {
+        write_config(&cfg, &config(min))?;
+        let out = dir.join("requalify.out");
+        let file = std::fs::File::create(&out).map_err(|e| e.to_string())?;
+        let (took, rss) = run_measured_to(
+            Command::new(&bin).args(["requalify", "--config"]).arg(&cfg),
+            Stdio::from(file),
+        )?;
+        let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+        let last = text.lines().last().unwrap_or_default().to_owned();
+        Ok((took, rss, last))
+    };
+    // First run: the seeded rows have no folded events yet (as after an upgrade from
+    // schema 2): every call's events are read, and every row is written.
+    let (took, rss, summary) = run(60)?;
+    println!(
+        "requalify, events folded afresh    {:>7.2} s   peak RSS {:>6.1} MiB\n  {summary}",
+        took.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    // The usual case: a threshold changed; every answered call is written again.
+    let (took, rss, summary) = run(45)?;
+    println!(
+        "requalify, threshold 60 -> 45 s    {:>7.2} s   peak RSS {:>6.1} MiB\n  {summary}",
+        took.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+
+    // While the daemon takes webhooks: their latency, idle vs during a requalify that
+    // changes every answered call's qualification again.
+    write_config(&cfg, &config(45))?;
+    let (mut child, addr) = spawn_daemon(&cfg)?;
+    let url = format!("http://{addr}/call-tracking/webhook");
+    let (_, reqs) = prepare(&url, "bench-token", 60_000, "rq")?;
+    let mut reqs = reqs.into_iter();
+    let idle = latencies_while(addr, reqs.by_ref().take(2000).collect(), &|| false)?;
+    latency_line("webhooks, daemon idle", &idle);
+    write_config(&cfg, &config(30))?;
+    let out = std::fs::File::create(dir.join("requalify2.out")).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut rq = Command::new(&bin)
+        .args(["requalify", "--config"])
+        .arg(&cfg)
+        .stdout(out)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let during = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            latencies_while(addr, reqs.collect(), &|| {
+                finished.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        });
+        let status = rq.wait();
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        (status, h.join())
+    });
+    let took = started.elapsed();
+    let (status, lat) = during;
+    if !status.map(|s| s.success()).unwrap_or(false) {
+        return Err("requalify failed while the daemon ran".into());
+    }
+    let lat = lat.map_err(|_| "latency thread panicked")??;
+    latency_line("webhooks, during requalify", &lat);
+    println!(
+        "calltrackd requalify (daemon up)   {:>7.2} s",
+        took.as_secs_f64()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

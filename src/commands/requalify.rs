@@ -20,6 +20,8 @@ pub fn requalify(config: &Path, dry_run: bool, out: &mut dyn Write) -> Result<()
     } else {
         storage::open_reader(db).map_err(runtime)?;
     }
+    // Webhooks first: the daemon's threads win the CPU whenever they need it.
+    crate::http::lower_priority();
     let mut conn = storage::open_writer(db).map_err(runtime)?;
     let mut write_error = None;
     let mut print = |c: &Change| {

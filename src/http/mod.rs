@@ -242,7 +242,8 @@ pub type Handler = dyn Fn(&mut Request) -> Reply + Send + Sync;
 
 /// Lowers the calling thread's CPU priority (nice 10), for work that must never hold up
 /// webhooks: a download's connection thread calls it, and its answer closes the
-/// connection, since an unprivileged thread cannot raise its priority back.
+/// connection, since an unprivileged thread cannot raise its priority back;
+/// `calltrackd requalify` calls it for its one thread.
 pub fn lower_priority() {
     // SAFETY: setpriority(2) on this thread's own id (Linux treats a thread id as a
     // process for PRIO_PROCESS); no memory is touched. std has no wrapper for it.

@@ -1,6 +1,6 @@
 //! First-time callers: a call's earlier calls from the same caller to the same user,
 //! counted in start order through the `calls_by_caller` index (`caller_key`,
-//! `started_at`, `call_sid`, `outcome`), so a count costs the same at 10 calls or 10
+//! `started_at`, `call_sid`, `counted`), so a count costs the same at 10 calls or 10
 //! million. When a call takes its place among its caller's calls (it is new, its start
 //! moved, or it became blocked), the calls after it are decided again: the flags are as
 //! if calls had arrived in the order they started.
@@ -46,12 +46,12 @@ pub(crate) enum View {
 const COUNT_STORED: &str = "SELECT count(*) FROM calls
     WHERE caller_key = ?1 AND started_at > ?2
       AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4))
-      AND outcome IS NOT 'blocked'";
+      AND counted";
 const COUNT_PREVIEW: &str = "SELECT
     (SELECT count(*) FROM calls
      WHERE caller_key = ?1 AND started_at > ?2
        AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4))
-       AND outcome IS NOT 'blocked' AND id NOT IN (SELECT id FROM temp.moved))
+       AND counted AND id NOT IN (SELECT id FROM temp.moved))
   + (SELECT count(*) FROM temp.moved
      WHERE caller_key = ?1 AND started_at > ?2
        AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4)) AND counts)";

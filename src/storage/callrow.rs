@@ -85,9 +85,9 @@ pub(crate) fn upsert_call(
             talk_seconds, started_at, ended_at, outcome, ring_seconds, first_time_caller,
             prior_calls, qualified_reason, recording_url, voicemail_url, captured_by, forwarded,
             min_duration_seconds, abandon_seconds, lookback_days, require_first_time,
-            caller_key, updated_at, state)
+            caller_key, counted, updated_at, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)
          ON CONFLICT(id) DO UPDATE SET
             user = excluded.user, tracking_number = excluded.tracking_number,
             source = excluded.source, caller = excluded.caller, caller_name = excluded.caller_name,
@@ -103,7 +103,7 @@ pub(crate) fn upsert_call(
             forwarded = excluded.forwarded, min_duration_seconds = excluded.min_duration_seconds,
             abandon_seconds = excluded.abandon_seconds, lookback_days = excluded.lookback_days,
             require_first_time = excluded.require_first_time, caller_key = excluded.caller_key,
-            updated_at = excluded.updated_at, state = excluded.state",
+            counted = excluded.counted, updated_at = excluded.updated_at, state = excluded.state",
     )?
     .execute(params![
         call_id,
@@ -137,6 +137,7 @@ pub(crate) fn upsert_call(
         q.map(|q| q.first_time_lookback_days as i64),
         q.map(|q| q.require_first_time),
         c.caller_key(),
+        c.counts_as_prior(),
         now_rfc3339_ms(),
         state,
     ])?;

@@ -2,11 +2,17 @@
 //! rules for every call) and the upgrade to schema 4 (each call's own rules kept).
 //!
 //! Calls are taken in start order, so when a call's first-time flag is counted every
-//! earlier call of its caller has already been decided with the same rules. The work is
-//! cut into short transactions (about 2 ms each when the daemon may be running, with a
-//! pause after each for its writer), so a webhook never waits more than a few
-//! milliseconds. A dry run reads only: calls that would move among their caller's calls
-//! are noted in a temporary table, which the counting then reads instead.
+//! earlier call of its caller has already been decided with the same rules. Each call
+//! is decided from its folded events as kept with its row (the fold does not depend on
+//! the rules), folded afresh from the events where that is missing.
+//!
+//! The work is cut into short transactions: 1 ms each, with a 1 ms pause after each,
+//! while the daemon has committed within the last 2 s (SQLite's `data_version` says
+//! so), else 5 ms each. Commits do not wait for the disk while holding the write lock;
+//! the log is flushed right after, with the lock released. So a webhook waits about a
+//! millisecond for the lock at most (figures in docs/benchmarks.md). A dry run reads
+//! only: calls that would move among their caller's calls are noted in a temporary
+//! table, which the counting then reads instead.
 
 use std::time::{Duration, Instant};
 
@@ -22,18 +28,41 @@ use crate::config::{Qualify, Rules};
 /// How hard to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
-    /// Short transactions with a pause after each: the daemon may be taking webhooks.
+    /// The daemon may be taking webhooks: short transactions while it commits, with a
+    /// pause after each to let its writer in.
     Share,
     /// Long transactions: nothing else is writing (the daemon's own start-up).
     Alone,
 }
 
-impl Pace {
-    fn budget(self) -> Duration {
-        match self {
-            Pace::Share => Duration::from_millis(2),
-            Pace::Alone => Duration::from_millis(500),
+/// How long one transaction may run while another connection is committing, and
+/// while none has for [`QUIET`]. Shorter transactions and a longer pause cost
+/// requalify time only while the daemon is busy; measured with a webhook every 2 ms,
+/// 2 ms / 0.3 ms gave webhooks p50 2.8 ms, 1 ms / 1 ms p50 0.6 ms (idle: 0.8 ms).
+const BUDGET_SHARED: Duration = Duration::from_millis(1);
+const BUDGET_QUIET: Duration = Duration::from_millis(5);
+const BUDGET_ALONE: Duration = Duration::from_millis(500);
+/// No commit from another connection for this long: nobody is waiting for us.
+const QUIET: Duration = Duration::from_secs(2);
+/// The pause after a transaction while another connection commits (its writer polls
+/// for the lock every 200 us, and its commit flushes to disk in the meantime).
+const PAUSE: Duration = Duration::from_millis(1);
+
+/// Whether another connection (the daemon) has committed lately, from SQLite's
+/// `data_version`, which changes when another connection commits.
+struct Neighbour {
+    version: Option<i64>,
+    last_seen: Option<Instant>,
+}
+
+impl Neighbour {
+    fn active(&mut self, conn: &Connection) -> Result<bool, StorageError> {
+        let v: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.version.is_some_and(|old| old != v) {
+            self.last_seen = Some(Instant::now());
         }
+        self.version = Some(v);
+        Ok(self.last_seen.is_some_and(|t| t.elapsed() < QUIET))
     }
 }
 
@@ -82,9 +111,18 @@ pub fn requalify(
     pace: Pace,
     on_change: &mut dyn FnMut(&Change),
 ) -> Result<Requalified, StorageError> {
-    // What is re-derived can always be re-derived again: its commits need not wait for
-    // the disk (the daemon's next commit, or a checkpoint, makes them durable).
+    // Commits here do not wait for the disk while they hold the write lock (the daemon
+    // would wait with them); the log is flushed right after each commit instead, with
+    // the lock released, so the daemon's next commit does not have to flush our pages
+    // (measured: up to 280 ms when they were left to it).
     conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    let wal = conn
+        .path()
+        .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
+    let mut neighbour = Neighbour {
+        version: None,
+        last_seen: None,
+    };
     if dry_run {
         conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS moved (id INTEGER PRIMARY KEY, caller_key TEXT,
@@ -101,10 +139,16 @@ pub fn requalify(
         } else {
             TransactionBehavior::Immediate
         };
+        let shared = pace == Pace::Share && neighbour.active(conn)?;
+        let budget = match pace {
+            Pace::Alone => BUDGET_ALONE,
+            Pace::Share if shared => BUDGET_SHARED,
+            Pace::Share => BUDGET_QUIET,
+        };
         let tx = conn.transaction_with_behavior(behavior)?;
         let begun = Instant::now();
         let mut done = false;
-        while begun.elapsed() < pace.budget() {
+        while begun.elapsed() < budget {
             let page = next_page(&tx, after.as_ref())?;
             if page.len() < PAGE {
                 done = true;
@@ -129,13 +173,25 @@ pub fn requalify(
             tx.execute("DELETE FROM meta WHERE key = 'rederive'", [])?;
         }
         tx.commit()?;
+        if !dry_run && let Some(wal) = &wal {
+            flush(wal);
+        }
         if done {
             return Ok(report);
         }
-        if pace == Pace::Share {
-            // Let the daemon's writer in (it polls every 200 us while waiting).
-            std::thread::sleep(Duration::from_millis(1));
+        if shared {
+            std::thread::sleep(PAUSE);
         }
+    }
+}
+
+/// Makes the write-ahead log's pages durable (the commits written so far).
+fn flush(wal: &std::path::Path) {
+    match std::fs::File::open(wal).and_then(|f| f.sync_data()) {
+        Ok(()) => {}
+        // Checkpointed and removed meanwhile: nothing to flush.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("requalify: cannot flush {}: {e}", wal.display()),
     }
 }
 
@@ -181,10 +237,23 @@ fn decide_again(
     on_change: &mut dyn FnMut(&Change),
 ) -> Result<(), StorageError> {
     let before = row.call;
-    let mut summary = Summary::default();
-    for e in load_events(conn, row.id)? {
-        summary.add(&e);
-    }
+    // The events folded (kept with the row, exactly as folding them again would give:
+    // the fold is a set of minimums, maximums and flags); folded afresh when missing.
+    let kept = row
+        .state
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<Summary>(json).ok());
+    let refolded = kept.is_none();
+    let summary = match kept {
+        Some(s) => s,
+        None => {
+            let mut s = Summary::default();
+            for e in load_events(conn, row.id)? {
+                s.add(&e);
+            }
+            s
+        }
+    };
     let decided = keep_decided.then(|| Decided {
         user: before.user.clone(),
         source: before.source.clone(),
@@ -210,7 +279,11 @@ fn decide_again(
     let priors = count_priors(conn, &after, rules, view)?;
     after.set_priors(priors);
     report.calls += 1;
-    let state = serde_json::to_string(&summary).map_err(|e| StorageError::Encode(e.to_string()))?;
+    // A summary read from the row is written back as it was.
+    let state = match (&row.state, refolded) {
+        (Some(st), false) => st.clone(),
+        _ => serde_json::to_string(&summary).map_err(|e| StorageError::Encode(e.to_string()))?,
+    };
     if dry_run {
         if Place::of(&after) != Place::of(&before) {
             conn.prepare_cached(
@@ -225,7 +298,7 @@ fn decide_again(
                 after.counts_as_prior()
             ])?;
         }
-    } else if after != before || row.state.as_deref() != Some(state.as_str()) || row.partial_rules {
+    } else if after != before || refolded || row.partial_rules {
         upsert_call(conn, row.id, &after, &state)?;
         report.rows_written += 1;
     }

@@ -161,7 +161,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // that is not E.164) with its index finds a caller's earlier and later calls in
     // start order at the same cost at 10 calls or 10 million. The new columns are
     // filled from each call's events by the first writer to open the database after
-    // this step (`meta.rederive`), which has the rules.
+    // this step (`meta.rederive`), which has the rules. `counted` (0 for a blocked
+    // call, which never counts as an earlier call) rather than the outcome is in the
+    // index: it hardly ever changes, so deciding a call again rarely moves its entry.
     "ALTER TABLE calls ADD COLUMN outcome TEXT;
     ALTER TABLE calls ADD COLUMN ring_seconds INTEGER;
     ALTER TABLE calls ADD COLUMN first_time_caller INTEGER;
@@ -174,7 +176,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN abandon_seconds INTEGER;
     ALTER TABLE calls ADD COLUMN lookback_days INTEGER;
     ALTER TABLE calls ADD COLUMN require_first_time INTEGER;
-    CREATE INDEX calls_by_caller ON calls(caller_key, started_at, call_sid, outcome)
+    ALTER TABLE calls ADD COLUMN counted INTEGER NOT NULL DEFAULT 1; -- 0: blocked
+    CREATE INDEX calls_by_caller ON calls(caller_key, started_at, call_sid, counted)
         WHERE caller_key IS NOT NULL;
     INSERT OR REPLACE INTO meta (key, value) VALUES ('rederive', 'schema 4');",
 ];
