@@ -43,7 +43,7 @@ pub(crate) enum View {
     Preview,
 }
 
-const COUNT_STORED: &str = "SELECT count(*) FROM calls
+pub(crate) const COUNT_STORED: &str = "SELECT count(*) FROM calls
     WHERE caller_key = ?1 AND started_at > ?2
       AND (started_at < ?3 OR (started_at = ?3 AND call_sid < ?4))
       AND counted";
@@ -80,6 +80,16 @@ pub(crate) fn count_priors(
     Ok(Some(n))
 }
 
+/// A caller's calls from ?2 to ?3 (other than ?4) whose lookback (?5 when not fixed
+/// yet) reaches back before ?6.
+pub(crate) static LATER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {CALL_COLUMNS}, id FROM calls
+         WHERE caller_key = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
+           AND started_at - coalesce(lookback_days, ?5) * {DAY} < ?6"
+    )
+});
+
 /// After the call `call_id` (`call_sid`) moved from `old` (None: it is new) to `new`,
 /// adjusts the first-time flag, prior count and qualification of the calls after
 /// either place that it enters or leaves the lookback of: by one each, so a caller
@@ -110,11 +120,7 @@ pub(crate) fn refresh_later(
         let (Some(from), Some(last)) = (starts.clone().min(), starts.max()) else {
             continue;
         };
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CALL_COLUMNS}, id FROM calls
-             WHERE caller_key = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
-               AND started_at - coalesce(lookback_days, ?5) * {DAY} < ?6"
-        ))?;
+        let mut stmt = conn.prepare_cached(&LATER)?;
         let later: Vec<(Call, i64)> = stmt
             .query_map(
                 params![

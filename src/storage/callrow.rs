@@ -71,41 +71,94 @@ pub(crate) fn call_from_row(r: &Row<'_>) -> rusqlite::Result<Call> {
     })
 }
 
-/// Writes the whole row (and the call's folded events, `state`).
-pub(crate) fn upsert_call(
+/// The columns written, in [`write_call`]'s parameter order (`?2`...); those after
+/// [`INDEXED_FROM`] are in an index besides the primary key.
+const WRITTEN: [&str; 33] = [
+    "call_sid",
+    "user",
+    "tracking_number",
+    "source",
+    "caller",
+    "caller_name",
+    "caller_city",
+    "caller_state",
+    "direction",
+    "status",
+    "answered",
+    "qualified",
+    "duration_seconds",
+    "talk_seconds",
+    "ended_at",
+    "outcome",
+    "ring_seconds",
+    "first_time_caller",
+    "prior_calls",
+    "qualified_reason",
+    "recording_url",
+    "voicemail_url",
+    "captured_by",
+    "forwarded",
+    "min_duration_seconds",
+    "abandon_seconds",
+    "lookback_days",
+    "require_first_time",
+    "updated_at",
+    "state",
+    // In `calls_by_start` or `calls_by_caller`:
+    "started_at",
+    "caller_key",
+    "counted",
+];
+const INDEXED_FROM: usize = 30;
+
+/// The statements: a new row, and an update with or without the indexed columns
+/// (SQLite rewrites the index entries of every column an UPDATE sets, changed or not).
+static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let params: Vec<String> = (1..=WRITTEN.len() + 1).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO calls (id, {}) VALUES ({})",
+        WRITTEN.join(", "),
+        params.join(", ")
+    )
+});
+static UPDATE_ALL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| update_sql(WRITTEN.len()));
+static UPDATE_UNINDEXED: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| update_sql(INDEXED_FROM));
+
+fn update_sql(columns: usize) -> String {
+    let set: Vec<String> = WRITTEN[..columns]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+        .collect();
+    format!("UPDATE calls SET {} WHERE id = ?1", set.join(", "))
+}
+
+/// What is stored for a call before it is written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stored<'a> {
+    /// No row yet.
+    Nothing,
+    /// This row, with its indexed columns as its values give them.
+    Row(&'a Call),
+    /// A row whose indexed columns may not match its values (written before they
+    /// existed): rewrite them.
+    Stale,
+}
+
+/// Writes the row (and the call's folded events, `state`): a new row when there was
+/// none, else an update that leaves the index entries alone unless the start, the
+/// caller key or whether the call counts changed.
+pub(crate) fn write_call(
     conn: &Connection,
     call_id: i64,
     c: &Call,
     state: &str,
+    old: Stored<'_>,
 ) -> Result<(), StorageError> {
     let q = c.qualify;
-    conn.prepare_cached(
-        "INSERT INTO calls (id, call_sid, user, tracking_number, source, caller, caller_name,
-            caller_city, caller_state, direction, status, answered, qualified, duration_seconds,
-            talk_seconds, started_at, ended_at, outcome, ring_seconds, first_time_caller,
-            prior_calls, qualified_reason, recording_url, voicemail_url, captured_by, forwarded,
-            min_duration_seconds, abandon_seconds, lookback_days, require_first_time,
-            caller_key, counted, updated_at, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)
-         ON CONFLICT(id) DO UPDATE SET
-            user = excluded.user, tracking_number = excluded.tracking_number,
-            source = excluded.source, caller = excluded.caller, caller_name = excluded.caller_name,
-            caller_city = excluded.caller_city, caller_state = excluded.caller_state,
-            direction = excluded.direction, status = excluded.status,
-            answered = excluded.answered, qualified = excluded.qualified,
-            duration_seconds = excluded.duration_seconds, talk_seconds = excluded.talk_seconds,
-            started_at = excluded.started_at, ended_at = excluded.ended_at,
-            outcome = excluded.outcome, ring_seconds = excluded.ring_seconds,
-            first_time_caller = excluded.first_time_caller, prior_calls = excluded.prior_calls,
-            qualified_reason = excluded.qualified_reason, recording_url = excluded.recording_url,
-            voicemail_url = excluded.voicemail_url, captured_by = excluded.captured_by,
-            forwarded = excluded.forwarded, min_duration_seconds = excluded.min_duration_seconds,
-            abandon_seconds = excluded.abandon_seconds, lookback_days = excluded.lookback_days,
-            require_first_time = excluded.require_first_time, caller_key = excluded.caller_key,
-            counted = excluded.counted, updated_at = excluded.updated_at, state = excluded.state",
-    )?
-    .execute(params![
+    let values = params![
         call_id,
         c.call_sid,
         c.user,
@@ -121,7 +174,6 @@ pub(crate) fn upsert_call(
         c.qualified,
         c.duration_seconds,
         c.talk_seconds,
-        c.started_at,
         c.ended_at,
         c.outcome,
         c.ring_seconds,
@@ -136,10 +188,23 @@ pub(crate) fn upsert_call(
         q.map(|q| q.abandon_seconds as i64),
         q.map(|q| q.first_time_lookback_days as i64),
         q.map(|q| q.require_first_time),
-        c.caller_key(),
-        c.counts_as_prior(),
         now_rfc3339_ms(),
         state,
-    ])?;
+        c.started_at,
+        c.caller_key(),
+        c.counts_as_prior(),
+    ];
+    match old {
+        Stored::Nothing => conn.prepare_cached(&INSERT)?.execute(values)?,
+        Stored::Row(o)
+            if o.started_at == c.started_at
+                && o.caller_key() == c.caller_key()
+                && o.counts_as_prior() == c.counts_as_prior() =>
+        {
+            conn.prepare_cached(&UPDATE_UNINDEXED)?
+                .execute(&values[..INDEXED_FROM + 1])?
+        }
+        Stored::Row(_) | Stored::Stale => conn.prepare_cached(&UPDATE_ALL)?.execute(values)?,
+    };
     Ok(())
 }

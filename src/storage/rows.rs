@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::callers::{Place, View, count_priors, refresh_later};
-use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, call_from_row, upsert_call};
+use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, Stored, call_from_row, write_call};
 use super::{NewEvent, Outcome, Pending, StorageError};
 use crate::calls::{self, Call, Decided, Summary};
 use crate::clock::rfc3339_ms;
@@ -178,7 +178,13 @@ pub(crate) fn place_call(
         _ => count_priors(conn, call, rules, View::Stored)?,
     };
     call.set_priors(priors);
-    upsert_call(conn, call_id, call, state)?;
+    write_call(
+        conn,
+        call_id,
+        call,
+        state,
+        old.map_or(Stored::Nothing, Stored::Row),
+    )?;
     if moved {
         refresh_later(
             conn,

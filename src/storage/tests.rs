@@ -234,3 +234,35 @@ fn storing_a_request_never_reads_its_calls_earlier_events() {
     drop(conn);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every query the first-time counting runs goes through the caller index, so its cost
+/// does not grow with the number of stored calls.
+#[test]
+fn first_time_queries_use_the_caller_index() {
+    let (dir, db) = temp_db("plans");
+    let conn = open_writer(&db).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = stmt.parameter_count();
+        let rows: Vec<String> = stmt
+            .query_map(
+                rusqlite::params_from_iter(std::iter::repeat_n(rusqlite::types::Null, n)),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows.join("; ")
+    };
+    for sql in [super::callers::COUNT_STORED, super::callers::LATER.as_str()] {
+        let p = plan(sql);
+        assert!(p.contains("INDEX calls_by_caller"), "{sql}\n{p}");
+        assert!(!p.contains("SCAN"), "{sql}\n{p}");
+    }
+    assert!(
+        plan(super::callers::COUNT_STORED).contains("COVERING INDEX calls_by_caller"),
+        "the count reads the index alone"
+    );
+    drop(conn);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
