@@ -72,6 +72,10 @@ pub struct Decided {
     /// The `[qualify]` rules (with the number's own threshold) it was decided with,
     /// fixed once whether it was answered became known.
     pub qualify: Option<Qualify>,
+    /// Whether the call counts as blocked: `None` goes by what calltrackd answered
+    /// (`<Reject>`); `requalify` sets it from the current block list, and a stored
+    /// call keeps what it was decided with.
+    pub blocked: Option<bool>,
 }
 
 /// What happened to the caller, once the call is final.
@@ -445,6 +449,40 @@ pub struct Summary {
     answered_with_dial: bool,
     #[serde(rename = "fhi", skip_serializing_if = "Option::is_none", default)]
     first_hangup_id: Option<i64>,
+    /// Rejected: the caller was on the block list.
+    #[serde(rename = "rj", skip_serializing_if = "std::ops::Not::not", default)]
+    rejected: bool,
+    /// Dialed with the keypress guard.
+    #[serde(rename = "gk", skip_serializing_if = "std::ops::Not::not", default)]
+    guard_keypress: bool,
+    /// Dialed with answering-machine detection.
+    #[serde(rename = "ga", skip_serializing_if = "std::ops::Not::not", default)]
+    guard_amd: bool,
+    /// The shop pressed a key on the keypress guard.
+    #[serde(rename = "kp", skip_serializing_if = "std::ops::Not::not", default)]
+    key_pressed: bool,
+    /// Answering-machine detection found a machine or a fax.
+    #[serde(rename = "mc", skip_serializing_if = "std::ops::Not::not", default)]
+    machine: bool,
+    /// The longest voicemail recording reported.
+    #[serde(rename = "vm", skip_serializing_if = "Option::is_none", default)]
+    voicemail: Option<Recorded>,
+    /// The call's recording.
+    #[serde(rename = "rec", skip_serializing_if = "First::is_empty", default)]
+    recording_url: First,
+}
+
+/// A recording reported by Twilio: the longest (then the first) wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Recorded {
+    id: i64,
+    url: String,
+    duration: i64,
+}
+
+/// Whether an `AnsweredBy` says no person answered.
+pub fn is_machine(answered_by: &str) -> bool {
+    answered_by.starts_with("machine") || answered_by.starts_with("fax")
 }
 
 fn min_opt(a: Option<i64>, b: i64) -> Option<i64> {
@@ -452,9 +490,14 @@ fn min_opt(a: Option<i64>, b: i64) -> Option<i64> {
 }
 
 impl Summary {
-    /// Folds one event in (`outbound-dial` legs are not part of the call row).
+    /// Folds one event in (`outbound-dial` legs are not part of the call row, except
+    /// what the call flow's steps say about it).
     pub fn add(&mut self, e: &Event) {
         let f = &e.facts;
+        if e.kind.is_step() {
+            self.add_step(e);
+            return;
+        }
         if f.is_child_leg() {
             return;
         }
@@ -509,15 +552,67 @@ impl Summary {
         if e.kind == Kind::Incoming {
             match e.answer {
                 Answer::Dial => self.answered_with_dial = true,
-                Answer::Hangup => self.first_hangup_id = min_opt(self.first_hangup_id, e.id),
-                Answer::Ack => {}
+                Answer::DialKeypress => {
+                    self.answered_with_dial = true;
+                    self.guard_keypress = true;
+                }
+                Answer::DialAmd => {
+                    self.answered_with_dial = true;
+                    self.guard_amd = true;
+                }
+                Answer::Reject => {
+                    self.rejected = true;
+                    self.first_hangup_id = min_opt(self.first_hangup_id, e.id);
+                }
+                // Nobody was rung: whatever the final status says, no person answered.
+                Answer::Hangup | Answer::Closed | Answer::Voicemail => {
+                    self.first_hangup_id = min_opt(self.first_hangup_id, e.id)
+                }
+                Answer::Screen | Answer::Ack => {}
             }
+        }
+    }
+
+    /// Whether calltrackd rejected the call (the caller was on the block list).
+    pub fn rejected(&self) -> bool {
+        self.rejected
+    }
+
+    /// A request from one of the call flow's own steps: only what that step reports.
+    fn add_step(&mut self, e: &Event) {
+        let f = &e.facts;
+        match e.kind {
+            Kind::Screen => self.key_pressed |= f.digits.as_deref().is_some_and(|d| !d.is_empty()),
+            Kind::Amd => self.machine |= f.answered_by.as_deref().is_some_and(is_machine),
+            Kind::Recording => {
+                if let Some(url) = &f.recording_url {
+                    self.recording_url.offer(e.id, url);
+                }
+            }
+            Kind::Voicemail => {
+                if let Some(url) = &f.recording_url {
+                    let r = Recorded {
+                        id: e.id,
+                        url: url.clone(),
+                        duration: f.recording_duration.unwrap_or(0),
+                    };
+                    let better = self
+                        .voicemail
+                        .as_ref()
+                        .is_none_or(|v| (r.duration, -r.id) > (v.duration, -v.id));
+                    if better {
+                        self.voicemail = Some(r);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
     /// The call row the rules give; `None` before any request of the call itself.
     pub fn decide(&self, rules: &Rules, decided: Option<&Decided>) -> Option<Call> {
         self.first_id?;
+        let blocked = decided.and_then(|d| d.blocked).unwrap_or(self.rejected);
         let direction = self.direction.v.clone();
         let outbound = is_outbound_direction(&direction);
         let pick = |inbound: &First, outbound_f: &First| {
@@ -552,10 +647,17 @@ impl Summary {
         }
 
         let forwarded = self.dial.is_some() || self.answered_with_dial;
+        // A person took the forwarded leg: it completed, and the guard (if any) said
+        // person: a key pressed, or no machine found (`unknown` counts as a person).
+        let person = |completed: bool| {
+            completed
+                && (!self.guard_keypress || self.key_pressed)
+                && (!self.guard_amd || !self.machine)
+        };
         let (connected, talk_seconds) = if forwarded {
             match &self.dial {
                 Some(d) => {
-                    let ok = d.status == "completed";
+                    let ok = person(d.status == "completed");
                     (Some(ok), Some(if ok { d.duration.unwrap_or(0) } else { 0 }))
                 }
                 // No leg result: a final status other than `completed` says nobody
@@ -584,13 +686,15 @@ impl Summary {
             }
         };
 
+        let voicemail = self.voicemail.as_ref().filter(|v| v.duration >= 1);
         let ring = ended_at.map(|end| {
             let talk = if connected == Some(true) && forwarded {
                 talk_seconds.unwrap_or(0)
             } else {
                 0
             };
-            ring_seconds(started_at, end, forwarded, false, talk, 0)
+            let message = voicemail.map_or(0, |v| v.duration);
+            ring_seconds(started_at, end, forwarded, blocked, talk, message)
         });
         // The rules are fixed with the call once whether it was answered is known.
         let fixed = decided.and_then(|d| d.qualify);
@@ -607,8 +711,10 @@ impl Summary {
                     forwarded,
                     dial_status: self.dial.as_ref().map(|d| d.status.as_str()),
                     connected: connected == Some(true),
+                    blocked,
+                    voicemail_left: voicemail.is_some(),
+                    guard_found_machine: self.guard_amd && self.machine,
                     ring_seconds: ring.unwrap_or(0),
-                    ..OutcomeFacts::default()
                 },
                 abandon,
             )
@@ -640,8 +746,8 @@ impl Summary {
             first_time_caller: None,
             prior_calls: None,
             qualified_reason: String::new(),
-            recording_url: String::new(),
-            voicemail_url: String::new(),
+            recording_url: self.recording_url.v.clone(),
+            voicemail_url: voicemail.map(|v| v.url.clone()).unwrap_or_default(),
             captured_by: CAPTURED_BY_WEBHOOK.to_owned(),
             forwarded,
             qualify,

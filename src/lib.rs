@@ -9,6 +9,8 @@ per call ([`storage`], [`calls`]), and hands the calls out as CSV or XLSX ([`exp
 Where things happen:
 - a request is read and answered in [`http`] (the only code that touches a socket);
 - a callback is verified in `routes/webhook.rs` (with [`signature::verify`]);
+- what calltrackd answers (block list, hours, whisper, guard, voicemail, recording) is
+  decided in [`callflow`] and written as TwiML by [`twiml`];
 - a call's state is decided in [`calls::Summary::decide`];
 - a row is written in `storage/rows.rs`, by the single writer thread
   (`storage/writer.rs`, group commit).
@@ -17,6 +19,7 @@ Where things happen:
 // Two places need a system call std does not wrap (each says why at its `allow`).
 #![deny(unsafe_code)]
 
+pub mod callflow;
 pub mod calls;
 pub mod clock;
 pub mod commands;
@@ -31,3 +34,4 @@ pub mod signature;
 pub mod storage;
 pub mod systemd;
 pub mod twilio;
+pub mod twiml;

@@ -9,8 +9,6 @@ Everything received is kept (parameters Twilio adds later included): the facts p
 out here are only what the call rules need.
 */
 
-use std::fmt::Write as _;
-
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -314,6 +312,15 @@ pub enum Kind {
     Status,
     /// The `<Dial action>` callback after the forwarded leg ends.
     DialAction,
+    /// The shop's leg asking what to play when it picks up (`<Number url>`: whisper,
+    /// keypress), or the key it pressed (`<Gather>` posts back to the same URL).
+    Screen,
+    /// The answering-machine detection result on the shop's leg (`AnsweredBy`).
+    Amd,
+    /// The call recording's status callback (`RecordingUrl`).
+    Recording,
+    /// The voicemail's `<Record>` action or recording status callback.
+    Voicemail,
 }
 
 impl Kind {
@@ -323,8 +330,94 @@ impl Kind {
             Kind::Incoming => "incoming",
             Kind::Status => "status",
             Kind::DialAction => "dial_action",
+            Kind::Screen => "screen",
+            Kind::Amd => "amd",
+            Kind::Recording => "recording",
+            Kind::Voicemail => "voicemail",
         }
     }
+
+    /// From its stored name.
+    pub fn from_name(s: &str) -> Kind {
+        match s {
+            "status" => Kind::Status,
+            "dial_action" => Kind::DialAction,
+            "screen" => Kind::Screen,
+            "amd" => Kind::Amd,
+            "recording" => Kind::Recording,
+            "voicemail" => Kind::Voicemail,
+            _ => Kind::Incoming,
+        }
+    }
+
+    /// A request from the call flow calltrackd set up (its URL names the step).
+    pub fn is_step(self) -> bool {
+        matches!(
+            self,
+            Kind::Screen | Kind::Amd | Kind::Recording | Kind::Voicemail
+        )
+    }
+
+    /// The `step` a URL of ours names: `?step=...&call=<parent CallSid>`.
+    fn step(name: &str) -> Option<Kind> {
+        match name {
+            "screen" => Some(Kind::Screen),
+            "amd" => Some(Kind::Amd),
+            "recording" => Some(Kind::Recording),
+            "voicemail" => Some(Kind::Voicemail),
+            _ => None,
+        }
+    }
+}
+
+/// The call-flow step a request's URL names, and the parent call it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Which step.
+    pub kind: Kind,
+    /// `call=`: the parent call's `CallSid`, as calltrackd wrote it into the URL.
+    pub parent: Option<String>,
+    /// `number=`: the tracking number (screen URLs).
+    pub number: Option<String>,
+}
+
+/// Reads `step` and `call` from a request's query. `Ok(None)`: not a step URL (no
+/// `step`); an unknown step or a malformed `call` is an error (400).
+pub fn step_of(path_and_query: &str) -> Result<Option<Step>, ParseError> {
+    let Some((_, query)) = path_and_query.split_once('?') else {
+        return Ok(None);
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| ParseError::Malformed("step"))?;
+    let Some((_, name)) = pairs.iter().find(|(k, _)| k == "step") else {
+        return Ok(None);
+    };
+    let kind = Kind::step(name).ok_or(ParseError::Malformed("step"))?;
+    let parent = pairs
+        .iter()
+        .find(|(k, _)| k == "call")
+        .map(|(_, v)| v.clone());
+    if parent
+        .as_deref()
+        .is_some_and(|v| !fits(Shape::Sid("CA"), v))
+    {
+        return Err(ParseError::Malformed("call"));
+    }
+    let number = pairs
+        .iter()
+        .find(|(k, _)| k == "number")
+        .map(|(_, v)| v.clone());
+    if number
+        .as_deref()
+        .is_some_and(|v| !crate::config::is_e164(v))
+    {
+        return Err(ParseError::Malformed("number"));
+    }
+    Ok(Some(Step {
+        kind,
+        parent,
+        number,
+    }))
 }
 
 /// Whether a `Direction` means the call was placed from the tracking number.
@@ -340,9 +433,12 @@ pub fn is_final_status(s: &str) -> bool {
     )
 }
 
-/// Tells the request kinds apart as the contract says.
-pub fn classify(p: &Params) -> Kind {
-    if p.get("DialCallStatus").is_some() {
+/// Tells the request kinds apart as the contract says; a request to one of the call
+/// flow's own URLs is what its `step` names, whatever its parameters.
+pub fn classify(p: &Params, step: Option<&Step>) -> Kind {
+    if let Some(s) = step {
+        s.kind
+    } else if p.get("DialCallStatus").is_some() {
         Kind::DialAction
     } else if p.get("CallbackSource").is_some() || p.get("CallStatus").is_some_and(is_final_status)
     {
@@ -398,6 +494,16 @@ pub struct Facts {
     pub to_city: String,
     /// `ToState`.
     pub to_state: String,
+    /// `DialBridged`: whether the caller was connected to the dialed leg.
+    pub dial_bridged: Option<bool>,
+    /// `AnsweredBy` (answering-machine detection).
+    pub answered_by: Option<String>,
+    /// `Digits` (a key pressed).
+    pub digits: Option<String>,
+    /// `RecordingUrl`.
+    pub recording_url: Option<String>,
+    /// `RecordingDuration` (seconds).
+    pub recording_duration: Option<i64>,
 }
 
 impl Facts {
@@ -421,7 +527,25 @@ impl Facts {
             from_state: s("FromState"),
             to_city: s("ToCity"),
             to_state: s("ToState"),
+            dial_bridged: p.get_nonempty("DialBridged").map(|v| v == "true"),
+            answered_by: o("AnsweredBy"),
+            digits: o("Digits"),
+            recording_url: o("RecordingUrl"),
+            recording_duration: parse_count(p.get("RecordingDuration")),
         })
+    }
+
+    /// The facts of a call-flow step: they belong to the parent call (named in our URL,
+    /// else `ParentCallSid`, else the request's own `CallSid`).
+    pub fn for_step(mut self, p: &Params, step: &Step) -> Facts {
+        if let Some(parent) = step
+            .parent
+            .clone()
+            .or_else(|| p.get_nonempty("ParentCallSid").map(str::to_owned))
+        {
+            self.call_sid = parent;
+        }
+        self
     }
 
     /// An `outbound-dial` request is a leg of our own `<Dial>`, not a tracked call.
@@ -444,13 +568,26 @@ impl Facts {
     }
 }
 
-/// What we answered a request with (stored with the event: it decides "forwarded").
+/// What we answered a request with (stored with the event: it decides "forwarded",
+/// "blocked", and which voicemail guard the call had).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// `<Dial>` to the number's `forward_to`.
+    /// `<Dial>` to the number's `forward_to` (or `after_hours_forward_to`).
     Dial,
+    /// `<Dial>` with the keypress guard.
+    DialKeypress,
+    /// `<Dial>` with answering-machine detection.
+    DialAmd,
     /// `<Response/>` to an incoming call: Twilio hangs up.
     Hangup,
+    /// `<Reject>`: the caller is on the block list.
+    Reject,
+    /// Closed: the closed message (if any), then hang up.
+    Closed,
+    /// The voicemail greeting and `<Record>`.
+    Voicemail,
+    /// What the shop's leg hears: whisper, keypress prompt.
+    Screen,
     /// `<Response/>` to a callback.
     Ack,
 }
@@ -460,41 +597,35 @@ impl Answer {
     pub fn as_str(self) -> &'static str {
         match self {
             Answer::Dial => "dial",
+            Answer::DialKeypress => "dial_keypress",
+            Answer::DialAmd => "dial_amd",
             Answer::Hangup => "hangup",
+            Answer::Reject => "reject",
+            Answer::Closed => "closed",
+            Answer::Voicemail => "voicemail",
+            Answer::Screen => "screen",
             Answer::Ack => "ack",
         }
     }
-}
 
-/// The empty TwiML document: ends the call when it is the answer to a voice request.
-pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n";
-
-/// `<Dial>` to `forward_to`, with `action` back to our webhook so the forwarded leg's
-/// outcome comes back, `answerOnBridge` so the caller hears ringing (not a connected
-/// call) until the shop answers, and `timeout` to stay clear of voicemail.
-pub fn dial_twiml(forward_to: &str, ring_timeout_seconds: u32, action: &str) -> String {
-    let mut s = String::with_capacity(256);
-    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Dial action=\"");
-    xml_escape_into(&mut s, action);
-    let _ = write!(
-        s,
-        "\" method=\"POST\" timeout=\"{ring_timeout_seconds}\" answerOnBridge=\"true\"><Number>"
-    );
-    xml_escape_into(&mut s, forward_to);
-    s.push_str("</Number></Dial></Response>\n");
-    s
-}
-
-fn xml_escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
+    /// From its stored name.
+    pub fn from_name(s: &str) -> Answer {
+        match s {
+            "dial" => Answer::Dial,
+            "dial_keypress" => Answer::DialKeypress,
+            "dial_amd" => Answer::DialAmd,
+            "hangup" => Answer::Hangup,
+            "reject" => Answer::Reject,
+            "closed" => Answer::Closed,
+            "voicemail" => Answer::Voicemail,
+            "screen" => Answer::Screen,
+            _ => Answer::Ack,
         }
+    }
+
+    /// A `<Dial>` of some kind.
+    pub fn is_dial(self) -> bool {
+        matches!(self, Answer::Dial | Answer::DialKeypress | Answer::DialAmd)
     }
 }
 

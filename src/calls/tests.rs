@@ -221,6 +221,7 @@ fn decided_values_survive_rule_changes() {
             min_duration_seconds: 10,
             ..Qualify::default()
         }),
+        blocked: None,
     };
     let evs = [
         incoming(1, T0, Answer::Dial),

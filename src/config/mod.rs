@@ -7,10 +7,11 @@ into typed values, resolving secrets from `*_file` keys, `$TWILIO_AUTH_TOKEN`,
 `$CALLTRACKD_EXPORT_TOKEN` and systemd's `$CREDENTIALS_DIRECTORY`. Every error is one
 sentence that names the file, the key and what to write instead.
 
-The parts that `SIGHUP` may change at run time (`[[numbers]]` and `[qualify]`) live in
+The parts that `SIGHUP` may change at run time (`[[numbers]]`, `[qualify]`, `[block]`) live in
 [`Rules`], which the server keeps behind a lock so a reload swaps them atomically.
 
 Files: `raw` (the file as serde reads it), `validate` (raw to typed, every check),
+`flow` (a number's call flow: hours, guard; the block list),
 `secrets` (tokens from the file, `*_file`, the environment and systemd credentials),
 `error` (what can go wrong, naming file, key and fix).
 */
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod error;
+mod flow;
 mod raw;
 mod secrets;
 mod validate;
@@ -29,6 +31,9 @@ mod validate;
 use secrets::holds_inline_secret;
 
 pub use error::ConfigError;
+pub use flow::{
+    BlockList, DEFAULT_GREETING, DEFAULT_RECORD_NOTICE, Flow, Hours, VoicemailGuard, is_open,
+};
 pub use secrets::Secret;
 pub use validate::{UrlProblem, is_e164, split_host_port, validate_public_url};
 
@@ -55,6 +60,8 @@ pub struct NumberRule {
     pub ring_timeout_seconds: u32,
     /// This number's own qualification threshold, overriding `[qualify]`'s.
     pub min_duration_seconds: Option<u64>,
+    /// How it answers beyond forwarding: hours, whisper, guard, voicemail, recording.
+    pub flow: Flow,
 }
 
 /// `[qualify]`: what makes a call qualified, abandoned, first-time. A call keeps the
@@ -82,13 +89,17 @@ impl Default for Qualify {
     }
 }
 
-/// The rules `SIGHUP` reloads: the number map and `[qualify]`.
+/// The rules `SIGHUP` reloads: the number map, `[qualify]` and `[block]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rules {
     /// Tracking numbers by E.164 number.
     pub numbers: HashMap<String, NumberRule>,
     /// `[qualify]`.
     pub qualify: Qualify,
+    /// `[block]`: callers rejected before anything rings.
+    pub block: BlockList,
+    /// `[export] timezone`: the zone of a number's `hours` unless it sets its own.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Rules {
@@ -124,6 +135,7 @@ impl Rules {
                 forward_to: Some("+15558675309".into()),
                 ring_timeout_seconds: 20,
                 min_duration_seconds: None,
+                flow: Flow::default(),
             },
         );
         r

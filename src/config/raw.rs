@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) qualify: RawQualify,
     #[serde(default)]
+    pub(super) block: RawBlock,
+    #[serde(default)]
     pub(super) export: RawExport,
     #[serde(default)]
     pub(super) numbers: Vec<RawNumber>,
@@ -56,6 +58,13 @@ pub(super) struct RawQualify {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawBlock {
+    pub(super) callers: Option<Vec<String>>,
+    pub(super) file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawExport {
     pub(super) token: Option<String>,
     pub(super) token_file: Option<String>,
@@ -71,4 +80,15 @@ pub(super) struct RawNumber {
     pub(super) forward_to: Option<String>,
     pub(super) ring_timeout_seconds: Option<i64>,
     pub(super) min_duration_seconds: Option<i64>,
+    pub(super) timezone: Option<String>,
+    pub(super) hours: Option<Vec<String>>,
+    pub(super) after_hours_forward_to: Option<String>,
+    pub(super) closed_message: Option<String>,
+    pub(super) whisper: Option<String>,
+    pub(super) voicemail_guard: Option<String>,
+    pub(super) voicemail: Option<bool>,
+    pub(super) voicemail_greeting: Option<String>,
+    pub(super) record: Option<bool>,
+    pub(super) record_notice: Option<String>,
+    pub(super) caller_name_lookup: Option<bool>,
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::error::toml_error;
+use super::flow::block_file_entries;
 use super::raw::RawConfig;
 use super::*;
 
@@ -177,6 +178,71 @@ impl Loader<'_> {
                 ));
                 default
             }
+        }
+    }
+
+    /// A number's call-flow keys, checked.
+    fn flow(&mut self, at: &str, n: &super::raw::RawNumber) -> Flow {
+        let timezone = n.timezone.as_ref().and_then(|name| match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.problem(format_args!(
+                    "{at}: `timezone` = {name:?} is not a known IANA time zone; write a name like \"America/Chicago\""
+                ));
+                None
+            }
+        });
+        let hours = n.hours.as_ref().map(|list| {
+            list.iter()
+                .filter_map(|h| match Hours::parse(h) {
+                    Ok(h) => Some(h),
+                    Err(why) => {
+                        self.problem(format_args!("{at}: `hours`: {why}"));
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        if let Some(f) = &n.after_hours_forward_to {
+            if !is_e164(f) {
+                self.problem(format_args!(
+                    "{at}: `after_hours_forward_to` = {f:?} is not E.164; write + then country code and number, digits only"
+                ));
+            }
+            if hours.is_none() {
+                self.problem(format_args!(
+                    "{at}: `after_hours_forward_to` is set but `hours` is not, so it would never ring; add `hours` (e.g. [\"mon-fri 08:00-17:00\"]) or remove it"
+                ));
+            }
+        }
+        let voicemail_guard = match n.voicemail_guard.as_deref() {
+            None => VoicemailGuard::Off,
+            Some(g) => VoicemailGuard::parse(g).unwrap_or_else(|| {
+                self.problem(format_args!(
+                    "{at}: `voicemail_guard` = {g:?} is not a guard; write \"off\", \"keypress\" or \"amd\""
+                ));
+                VoicemailGuard::Off
+            }),
+        };
+        let text = |v: &Option<String>| {
+            v.as_ref()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        };
+        Flow {
+            timezone,
+            hours,
+            after_hours_forward_to: n.after_hours_forward_to.clone(),
+            closed_message: text(&n.closed_message),
+            whisper: text(&n.whisper),
+            voicemail_guard,
+            voicemail: n.voicemail.unwrap_or(false),
+            voicemail_greeting: text(&n.voicemail_greeting)
+                .unwrap_or_else(|| DEFAULT_GREETING.to_owned()),
+            record: n.record.unwrap_or(false),
+            record_notice: text(&n.record_notice)
+                .unwrap_or_else(|| DEFAULT_RECORD_NOTICE.to_owned()),
+            caller_name_lookup: n.caller_name_lookup.unwrap_or(false),
         }
     }
 
@@ -390,11 +456,38 @@ impl Config {
             },
         };
 
+        // [block]
+        let mut block = BlockList::default();
+        for entry in raw.block.callers.iter().flatten() {
+            if let Err(why) = block.add(entry.trim()) {
+                ld.problem(format_args!("[block] `callers`: {why}"));
+            }
+        }
+        if let Some(file) = &raw.block.file {
+            let path = ld.resolve(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (line, entry) in block_file_entries(&text) {
+                        if let Err(why) = block.add(entry) {
+                            ld.problem(format_args!(
+                                "[block] `file` {} line {line}: {why}",
+                                path.display()
+                            ));
+                        }
+                    }
+                }
+                Err(e) => ld.problem(format_args!(
+                    "[block] `file` {} cannot be read ({e}); create it (one number or prefix* a line) or remove the key",
+                    path.display()
+                )),
+            }
+        }
+
         // [[numbers]]
         let mut numbers = HashMap::new();
         for (i, n) in raw.numbers.into_iter().enumerate() {
             let at = format!("[[numbers]] entry {}", i + 1);
-            let Some(number) = n.number else {
+            let Some(number) = n.number.clone() else {
                 ld.problem(format_args!(
                     "{at} has no `number`; add the Twilio tracking number, e.g. number = \"+18005551212\""
                 ));
@@ -402,6 +495,7 @@ impl Config {
             };
             let before = ld.problems.len();
             let at = format!("[[numbers]] entry {} ({number})", i + 1);
+            let flow = ld.flow(&at, &n);
             if !is_e164(&number) {
                 ld.problem(format_args!(
                     "{at}: `number` = {number:?} is not E.164; write + then country code and number, digits only, e.g. \"+18005551212\""
@@ -454,6 +548,7 @@ impl Config {
                 forward_to: n.forward_to,
                 ring_timeout_seconds,
                 min_duration_seconds,
+                flow,
             };
             if numbers.insert(number.clone(), rule).is_some() {
                 ld.problem(format_args!(
@@ -485,7 +580,12 @@ impl Config {
                 token: export_token,
                 timezone,
             },
-            rules: Rules { numbers, qualify },
+            rules: Rules {
+                numbers,
+                qualify,
+                block,
+                timezone,
+            },
             warnings: ld.warnings,
         })
     }

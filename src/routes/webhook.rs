@@ -12,7 +12,8 @@ use crate::logging::escaped;
 use crate::metrics::{Metrics, Outcome as MetricOutcome};
 use crate::signature::{self, Signed};
 use crate::storage::{NewEvent, Outcome, StorageError, Trouble};
-use crate::twilio::{self, Answer, BodyType, EMPTY_TWIML, Facts, Kind};
+use crate::twilio::{self, Answer, BodyType, Facts, Kind};
+use crate::{callflow, twiml};
 
 /// How long a verified request waits for its commit before it is answered `503`.
 const COMMIT_WAIT: Duration = Duration::from_secs(30);
@@ -139,42 +140,69 @@ pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response
             "missing CallSid",
         ));
     };
+    let step = match twilio::step_of(req.url()) {
+        Ok(step) => step,
+        Err(why) => {
+            log::warn!("webhook: signed request whose URL has {why}: 400");
+            return Err(reject(
+                app,
+                400,
+                MetricOutcome::BadRequest,
+                &format!("bad request: {why}"),
+            ));
+        }
+    };
+    let kind = twilio::classify(&params, step.as_ref());
+    let facts = match &step {
+        Some(st) => facts.for_step(&params, st),
+        None => facts,
+    };
 
-    let kind = twilio::classify(&params);
     let rules = app.rules();
+    let urls = callflow::Urls::new(
+        app.public_url
+            .as_ref()
+            .map(|b| format!("{b}{WEBHOOK_PATH}")),
+    );
     let (answer, twiml) = match kind {
         Kind::Incoming if !facts.is_child_leg() => {
+            let (answer, twiml) =
+                callflow::incoming(&rules, &facts, received_ms.div_euclid(1000), &urls);
             let tracking = facts.tracking_number();
-            match rules
-                .number(tracking)
-                .and_then(|n| n.forward_to.as_ref().map(|f| (n, f)))
-            {
-                Some((n, forward_to)) => {
-                    let action = match &app.public_url {
-                        Some(base) => format!("{base}{WEBHOOK_PATH}"),
-                        // Resolved by Twilio against the request URL: the same path.
-                        None => "webhook".to_owned(),
-                    };
-                    (
-                        Answer::Dial,
-                        twilio::dial_twiml(forward_to, n.ring_timeout_seconds, &action),
-                    )
-                }
-                None => {
-                    log::warn!(
-                        "call {}: tracking number {tracking} {}, so the caller is hung up on",
-                        facts.call_sid,
-                        if rules.number(tracking).is_some() {
-                            "has no forward_to"
-                        } else {
-                            "is not in [[numbers]] (add it to give its calls a user and a forward_to)"
-                        }
-                    );
-                    (Answer::Hangup, EMPTY_TWIML.to_owned())
-                }
+            match answer {
+                Answer::Hangup => log::warn!(
+                    "call {}: tracking number {tracking} {}, so the caller is hung up on",
+                    facts.call_sid,
+                    if rules.number(tracking).is_some() {
+                        "has no forward_to"
+                    } else {
+                        "is not in [[numbers]] (add it to give its calls a user and a forward_to)"
+                    }
+                ),
+                Answer::Reject => log::info!(
+                    "call {}: the caller is on the [block] list: rejected",
+                    facts.call_sid
+                ),
+                Answer::Closed | Answer::Voicemail => log::info!(
+                    "call {}: {tracking} is closed now (outside its hours): {}",
+                    facts.call_sid,
+                    if answer == Answer::Voicemail {
+                        "voicemail"
+                    } else {
+                        "closed message"
+                    }
+                ),
+                _ => {}
             }
+            (answer, twiml)
         }
-        _ => (Answer::Ack, EMPTY_TWIML.to_owned()),
+        Kind::DialAction => callflow::dial_action(&rules, &facts, &urls),
+        Kind::Screen => callflow::screen(
+            &rules,
+            &facts,
+            step.as_ref().and_then(|s| s.number.as_deref()),
+        ),
+        _ => (Answer::Ack, twiml::EMPTY.to_owned()),
     };
 
     let event = NewEvent {
@@ -231,6 +259,10 @@ fn answer_stored(
         Kind::Incoming => "incoming call",
         Kind::Status => "status callback",
         Kind::DialAction => "dial action",
+        Kind::Screen => "screen (whisper/keypress) request",
+        Kind::Amd => "answering-machine result",
+        Kind::Recording => "recording callback",
+        Kind::Voicemail => "voicemail",
     };
     match result {
         Ok(outcome) => {

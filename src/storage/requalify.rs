@@ -273,10 +273,26 @@ fn decide_again(
                 q
             }
         }),
+        blocked: None,
     });
     let Some(mut after) = summary.decide(rules, decided.as_ref()) else {
         return Ok(());
     };
+    // The current block list decides which calls count as blocked.
+    if !keep_decided {
+        let blocked = rules.block.blocks(&after.caller);
+        if blocked != summary.rejected() {
+            let d = Decided {
+                user: after.user.clone(),
+                source: after.source.clone(),
+                qualify: None,
+                blocked: Some(blocked),
+            };
+            if let Some(again) = summary.decide(rules, Some(&d)) {
+                after = again;
+            }
+        }
+    }
     // Keep what only other sources fill (recordings, backfill) as it was.
     after.recording_url.clone_from(&before.recording_url);
     after.voicemail_url.clone_from(&before.voicemail_url);

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::callers::{Place, View, count_priors, refresh_later};
 use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, Stored, call_from_row, write_call};
 use super::{NewEvent, Outcome, Pending, StorageError};
-use crate::calls::{self, Call, Decided, Summary};
+use crate::calls::{self, Call, CallOutcome, Decided, Summary};
 use crate::clock::rfc3339_ms;
 use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind};
@@ -101,7 +101,7 @@ pub(crate) fn apply_one(
             (id, id)
         }
     };
-    if ev.facts.is_child_leg() {
+    if ev.facts.is_child_leg() && !ev.kind.is_step() {
         return Ok(Outcome::ChildLeg);
     }
     // A CallSid seen for the first time has no row yet: no need to look.
@@ -146,6 +146,8 @@ pub(crate) fn apply_one(
         user: c.user.clone(),
         source: c.source.clone(),
         qualify: c.qualify,
+        // Blocked by `requalify` stays blocked; otherwise what was answered decides.
+        blocked: (c.outcome == Some(CallOutcome::Blocked)).then_some(true),
     });
     let Some(mut call) = summary.decide(rules, decided.as_ref()) else {
         return Ok(Outcome::ChildLeg);
@@ -212,9 +214,10 @@ fn insert_event(
             content_sha256, idempotency_token, method, path, content_type, body, direction,
             from_number, to_number, call_status, sequence_number, timestamp, call_duration,
             dial_call_status, dial_call_duration, caller_name, from_city, from_state, to_city,
-            to_state, received_unix)
+            to_state, received_unix, dial_bridged, answered_by, digits, recording_url,
+            recording_duration)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
     )?
     .execute(params![
         id,
@@ -245,24 +248,13 @@ fn insert_event(
         f.to_city,
         f.to_state,
         ev.received_ms.div_euclid(1000),
+        f.dial_bridged,
+        f.answered_by,
+        f.digits,
+        f.recording_url,
+        f.recording_duration,
     ])?;
     Ok(conn.last_insert_rowid())
-}
-
-fn kind_from_str(s: &str) -> Kind {
-    match s {
-        "status" => Kind::Status,
-        "dial_action" => Kind::DialAction,
-        _ => Kind::Incoming,
-    }
-}
-
-fn answer_from_str(s: &str) -> Answer {
-    match s {
-        "dial" => Answer::Dial,
-        "hangup" => Answer::Hangup,
-        _ => Answer::Ack,
-    }
 }
 
 #[cfg(test)]
@@ -282,15 +274,16 @@ pub(crate) fn load_events(
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
                 sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
-                caller_name, from_city, from_state, to_city, to_state, call_sid
+                caller_name, from_city, from_state, to_city, to_state, call_sid, dial_bridged,
+                answered_by, digits, recording_url, recording_duration
          FROM events WHERE call_id = ?1 AND duplicate_of IS NULL",
     )?;
     let rows = stmt.query_map([call_id], |r| {
         let event = calls::Event {
             id: r.get(0)?,
             received_at: r.get(1)?,
-            kind: kind_from_str(&r.get::<_, String>(2)?),
-            answer: answer_from_str(&r.get::<_, String>(3)?),
+            kind: Kind::from_name(&r.get::<_, String>(2)?),
+            answer: Answer::from_name(&r.get::<_, String>(3)?),
             facts: Facts {
                 call_sid: r.get(18)?,
                 direction: r.get(4)?,
@@ -307,6 +300,11 @@ pub(crate) fn load_events(
                 from_state: r.get(15)?,
                 to_city: r.get(16)?,
                 to_state: r.get(17)?,
+                dial_bridged: r.get(19)?,
+                answered_by: r.get(20)?,
+                digits: r.get(21)?,
+                recording_url: r.get(22)?,
+                recording_duration: r.get(23)?,
             },
         };
         Ok(event)

@@ -10,7 +10,7 @@ use super::StorageError;
 use super::checkpoint::{WAL_BACKSTOP_PAGES, WAL_LIMIT_BYTES};
 
 /// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -180,6 +180,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX calls_by_caller ON calls(caller_key, started_at, call_sid, counted)
         WHERE caller_key IS NOT NULL;
     INSERT OR REPLACE INTO meta (key, value) VALUES ('rederive', 'schema 4');",
+    // 4 -> 5: what the call flow's requests report, as columns of their events like
+    // the other facts the rules use (the raw body stays the record). Earlier events
+    // carry none of these (DialBridged only mattered from the keypress guard on).
+    "ALTER TABLE events ADD COLUMN dial_bridged INTEGER;
+    ALTER TABLE events ADD COLUMN answered_by TEXT;
+    ALTER TABLE events ADD COLUMN digits TEXT;
+    ALTER TABLE events ADD COLUMN recording_url TEXT;
+    ALTER TABLE events ADD COLUMN recording_duration INTEGER;",
 ];
 
 /// How long a write waits for another process's lock before giving up (then 503).

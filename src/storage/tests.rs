@@ -41,7 +41,7 @@ fn event(body: &str, received_ms: i64) -> NewEvent {
     let params = parse_form(body.as_bytes()).unwrap();
     NewEvent {
         received_ms,
-        kind: classify(&params),
+        kind: classify(&params, None),
         answer: Answer::Ack,
         facts: Facts::from_params(&params).unwrap(),
         content_sha256: params.content_hash(PATH),

@@ -107,7 +107,7 @@ fn timestamps() {
 
 #[test]
 fn twiml_is_escaped() {
-    let t = dial_twiml("+15558675309", 20, "https://a/x?y=1&z=2");
+    let t = crate::twiml::plain_dial("+15558675309", 20, "https://a/x?y=1&z=2");
     assert!(t.contains("action=\"https://a/x?y=1&amp;z=2\""), "{t}");
     assert!(t.contains("timeout=\"20\" answerOnBridge=\"true\"><Number>+15558675309</Number>"));
     assert!(t.starts_with("<?xml"));
@@ -116,10 +116,38 @@ fn twiml_is_escaped() {
 #[test]
 fn the_twiml_the_readme_shows_is_the_twiml_sent() {
     let readme = include_str!("../../README.md");
-    let sent = dial_twiml(
+    let sent = crate::twiml::plain_dial(
         "+15558675309",
         20,
         "https://calls.example.com/call-tracking/webhook",
     );
     assert!(readme.contains(sent.trim_end()), "README lacks:\n{sent}");
+}
+
+/// Classifies a request to the plain webhook URL (no call-flow step).
+fn classify(p: &Params) -> Kind {
+    super::classify(p, None)
+}
+
+#[test]
+fn step_urls_name_their_step_and_parent() {
+    let s = step_of("/call-tracking/webhook?step=screen&call=CA1234&number=%2B18005551212")
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.kind, Kind::Screen);
+    assert_eq!(s.parent.as_deref(), Some("CA1234"));
+    assert_eq!(s.number.as_deref(), Some("+18005551212"));
+    assert_eq!(step_of("/call-tracking/webhook").unwrap(), None);
+    assert_eq!(step_of("/call-tracking/webhook?x=1").unwrap(), None);
+    for bad in [
+        "/call-tracking/webhook?step=dial",
+        "/call-tracking/webhook?step=amd&call=XX12",
+        "/call-tracking/webhook?step=screen&call=CA1&number=18005551212",
+    ] {
+        assert!(step_of(bad).is_err(), "{bad}");
+    }
+    // A step request is what its URL says, whatever its parameters.
+    let p = pairs(&[("CallStatus", "ringing")]);
+    let step = step_of("/w?step=amd&call=CA1").unwrap();
+    assert_eq!(super::classify(&p, step.as_ref()), Kind::Amd);
 }
