@@ -240,6 +240,58 @@ mod tests {
     }
 
     #[test]
+    fn open_hours_follow_the_local_clock_across_daylight_saving() {
+        let chicago = chrono_tz::America::Chicago;
+        let at = |rfc: &str| {
+            chrono::DateTime::parse_from_rfc3339(rfc)
+                .unwrap()
+                .timestamp()
+        };
+        let weekdays = [Hours::parse("mon-fri 08:00-17:00").unwrap()];
+        let h = Some(&weekdays[..]);
+        // Monday 2026-03-02 (CST, UTC-6) and Monday 2026-03-09 (CDT, UTC-5).
+        assert!(
+            !is_open(h, chicago, at("2026-03-02T13:59:59Z")),
+            "07:59:59 CST"
+        );
+        assert!(is_open(h, chicago, at("2026-03-02T14:00:00Z")), "08:00 CST");
+        assert!(is_open(h, chicago, at("2026-03-09T13:00:00Z")), "08:00 CDT");
+        assert!(
+            !is_open(h, chicago, at("2026-03-02T13:00:00Z")),
+            "07:00 CST"
+        );
+        assert!(
+            is_open(h, chicago, at("2026-03-09T21:59:59Z")),
+            "16:59:59 CDT"
+        );
+        assert!(
+            !is_open(h, chicago, at("2026-03-09T22:00:00Z")),
+            "17:00 CDT"
+        );
+        assert!(!is_open(h, chicago, at("2026-03-07T16:00:00Z")), "Saturday");
+        // The night the clocks go forward: 02:00 CST is 03:00 CDT.
+        let sunday = [Hours::parse("sun 01:00-03:30").unwrap()];
+        let h = Some(&sunday[..]);
+        assert!(is_open(h, chicago, at("2026-03-08T07:30:00Z")), "01:30 CST");
+        assert!(is_open(h, chicago, at("2026-03-08T08:00:00Z")), "03:00 CDT");
+        assert!(
+            !is_open(h, chicago, at("2026-03-08T08:30:00Z")),
+            "03:30 CDT"
+        );
+        // And back: 01:30 happens twice on 2026-11-01; both are inside 01:00-02:00.
+        let back = [Hours::parse("sun 01:00-02:00").unwrap()];
+        let h = Some(&back[..]);
+        assert!(is_open(h, chicago, at("2026-11-01T06:30:00Z")), "01:30 CDT");
+        assert!(is_open(h, chicago, at("2026-11-01T07:30:00Z")), "01:30 CST");
+        assert!(
+            !is_open(h, chicago, at("2026-11-01T08:00:00Z")),
+            "02:00 CST"
+        );
+        // No hours: always open.
+        assert!(is_open(None, chicago, at("2026-03-07T03:00:00Z")));
+    }
+
+    #[test]
     fn blocks_exact_numbers_and_prefixes_only() {
         let mut b = BlockList::default();
         b.add("+15551234567").unwrap();

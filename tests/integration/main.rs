@@ -3,6 +3,7 @@
 mod support;
 
 mod backup;
+mod callflow;
 mod cli;
 mod export;
 mod hostile;
