@@ -380,6 +380,10 @@ impl Config {
                 q.first_time_lookback_days
             ),
         );
+        line(
+            "block list",
+            &count(self.rules.block.len(), "entry", "entries"),
+        );
         let users: BTreeSet<&str> = self
             .rules
             .numbers
@@ -410,6 +414,34 @@ impl Config {
             }
             if let Some(min) = n.min_duration_seconds {
                 s.push_str(&format!("  qualified at {min} s"));
+            }
+            let f = &n.flow;
+            if let Some(h) = &f.hours {
+                s.push_str(&format!(
+                    "  {} ({})",
+                    count(h.len(), "hours entry", "hours entries"),
+                    f.timezone.unwrap_or(self.rules.timezone).name()
+                ));
+                if let Some(a) = &f.after_hours_forward_to {
+                    s.push_str(&format!(", after hours {a}"));
+                }
+            }
+            for (on, what) in [
+                (f.whisper.is_some(), "whisper"),
+                (
+                    f.voicemail_guard == VoicemailGuard::Keypress,
+                    "keypress guard",
+                ),
+                (
+                    f.voicemail_guard == VoicemailGuard::Amd,
+                    "AMD guard (billed)",
+                ),
+                (f.voicemail, "voicemail"),
+                (f.record, "recorded"),
+            ] {
+                if on {
+                    s.push_str(&format!("  {what}"));
+                }
             }
             out.push_str(&s);
             out.push('\n');
