@@ -112,7 +112,7 @@ fn dial(n: &NumberRule, number: &str, parent: &str, urls: &Urls) -> (Answer, Str
     t.dial(&DialPlan {
         number,
         ring_timeout_seconds: n.ring_timeout_seconds,
-        action: urls.action(),
+        action: Some(urls.action()),
         screen_url: screen.as_deref(),
         amd_callback: amd.as_deref(),
         recording_callback: recording.as_deref(),

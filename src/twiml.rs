@@ -76,12 +76,11 @@ impl Twiml {
     /// `<Dial>` per [`DialPlan`].
     pub fn dial(&mut self, d: &DialPlan<'_>) -> &mut Twiml {
         let timeout = d.ring_timeout_seconds.to_string();
-        let mut attrs = vec![
-            ("action", d.action),
-            ("method", "POST"),
-            ("timeout", timeout.as_str()),
-            ("answerOnBridge", "true"),
-        ];
+        let mut attrs = Vec::new();
+        if let Some(action) = d.action {
+            attrs.extend([("action", action), ("method", "POST")]);
+        }
+        attrs.extend([("timeout", timeout.as_str()), ("answerOnBridge", "true")]);
         if let Some(cb) = d.recording_callback {
             attrs.extend([
                 ("record", "record-from-answer-dual"),
@@ -166,8 +165,8 @@ pub struct DialPlan<'a> {
     pub number: &'a str,
     /// How long it rings.
     pub ring_timeout_seconds: u32,
-    /// The `<Dial action>` URL.
-    pub action: &'a str,
+    /// The `<Dial action>` URL (none in the static fallback TwiML).
+    pub action: Option<&'a str>,
     /// `<Number url>`: the whisper / keypress screen.
     pub screen_url: Option<&'a str>,
     /// `amdStatusCallback`: answering-machine detection.
@@ -176,9 +175,9 @@ pub struct DialPlan<'a> {
     pub recording_callback: Option<&'a str>,
 }
 
-/// `<Dial>` to `forward_to` with nothing else (the fallback TwiML, and the simplest
-/// answer).
-pub fn plain_dial(forward_to: &str, ring_timeout_seconds: u32, action: &str) -> String {
+/// `<Dial>` to `forward_to` with nothing else: the simplest answer, and (without an
+/// `action`) the static fallback TwiML that rings the shop while calltrackd is down.
+pub fn plain_dial(forward_to: &str, ring_timeout_seconds: u32, action: Option<&str>) -> String {
     Twiml::new()
         .dial(&DialPlan {
             number: forward_to,

@@ -92,9 +92,11 @@ pub fn fallback_twiml_text(cfg: &Config) -> String {
     }
     for n in nums {
         let forward = n.forward_to.as_deref().unwrap_or_default();
-        s.push_str(&format!(
-            "\n# {} ({})\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Dial timeout=\"{}\" answerOnBridge=\"true\"><Number>{forward}</Number></Dial></Response>\n",
-            n.number, n.user, n.ring_timeout_seconds
+        s.push_str(&format!("\n# {} ({})\n", n.number, n.user));
+        s.push_str(&crate::twiml::plain_dial(
+            forward,
+            n.ring_timeout_seconds,
+            None,
         ));
     }
     s

@@ -107,7 +107,7 @@ fn timestamps() {
 
 #[test]
 fn twiml_is_escaped() {
-    let t = crate::twiml::plain_dial("+15558675309", 20, "https://a/x?y=1&z=2");
+    let t = crate::twiml::plain_dial("+15558675309", 20, Some("https://a/x?y=1&z=2"));
     assert!(t.contains("action=\"https://a/x?y=1&amp;z=2\""), "{t}");
     assert!(t.contains("timeout=\"20\" answerOnBridge=\"true\"><Number>+15558675309</Number>"));
     assert!(t.starts_with("<?xml"));
@@ -119,7 +119,7 @@ fn the_twiml_the_readme_shows_is_the_twiml_sent() {
     let sent = crate::twiml::plain_dial(
         "+15558675309",
         20,
-        "https://calls.example.com/call-tracking/webhook",
+        Some("https://calls.example.com/call-tracking/webhook"),
     );
     assert!(readme.contains(sent.trim_end()), "README lacks:\n{sent}");
 }
