@@ -29,6 +29,7 @@ pub mod export;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod report;
 pub mod routes;
 pub mod signature;
 pub mod storage;

@@ -245,6 +245,9 @@ pub fn export(
                 })
                 .or_else(broken_pipe_is_fine)
         }
+        (Format::Report, _) => Err(CliError::usage(
+            "export --format report: the report is a web page; open /report, or make a link with `calltrackd share-link --format report`",
+        )),
         (Format::Csv, None) => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
@@ -337,7 +340,10 @@ pub fn share_link(
     };
     let expires = chrono::Utc::now().timestamp() + days * 86_400;
     let query = export::share_query(&token, format, &filters.pairs(), expires);
-    Ok(format!("{base}/calls.{}?{query}", format.ext()))
+    Ok(match format {
+        Format::Report => format!("{base}/report?{query}"),
+        _ => format!("{base}/calls.{}?{query}", format.ext()),
+    })
 }
 
 /// `backup DEST`: a consistent, verified copy of the database, safe while serving.

@@ -23,6 +23,9 @@ pub fn requalify(config: &Path, dry_run: bool, out: &mut dyn Write) -> Result<()
     // Webhooks first: the daemon's threads win the CPU whenever they need it.
     crate::http::lower_priority();
     let mut conn = storage::open_writer(db).map_err(runtime)?;
+    if !dry_run {
+        storage::summary::prepare(&mut conn, cfg.rules.timezone).map_err(runtime)?;
+    }
     let mut write_error = None;
     let mut print = |c: &Change| {
         if write_error.is_none()

@@ -93,6 +93,8 @@ pub enum Format {
     Csv,
     /// Excel workbook.
     Xlsx,
+    /// The report page (share links only).
+    Report,
 }
 
 impl Format {
@@ -101,6 +103,7 @@ impl Format {
         match s {
             "csv" => Ok(Format::Csv),
             "xlsx" => Ok(Format::Xlsx),
+            "report" => Ok(Format::Report),
             _ => Err(FilterError::Format(s.to_owned())),
         }
     }
@@ -110,6 +113,7 @@ impl Format {
         match self {
             Format::Csv => "csv",
             Format::Xlsx => "xlsx",
+            Format::Report => "report",
         }
     }
 }

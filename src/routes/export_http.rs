@@ -13,7 +13,7 @@ use crate::export::{CsvStream, Filters, Format, Settings, verify_share, xlsx_tem
 use crate::http::{Body, Reply, Request, Response};
 use crate::logging::escaped;
 
-fn authorized(token: &Secret, req: &Request) -> bool {
+pub(super) fn authorized(token: &Secret, req: &Request) -> bool {
     let Some(h) = req.header("Authorization") else {
         return false;
     };
@@ -35,7 +35,7 @@ fn authorized(token: &Secret, req: &Request) -> bool {
     bool::from(given.ct_eq(token.expose().as_bytes()))
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     Response::text(401, "authentication required: use the export token as a Bearer token or as the Basic password\n")
         .with_header("WWW-Authenticate", "Basic realm=\"calltrackd\"")
 }
@@ -49,6 +49,8 @@ pub(super) fn http_export(s: &Settings, req: &Request) -> Reply {
             let s = s.clone();
             Reply::Later(Box::new(move || xlsx_response(&s, filters)))
         }
+        // The path names the format: only .csv and .xlsx come here.
+        Ok((Format::Report, _)) => Reply::Now(Response::text(404, "not found\n")),
         Err(r) => Reply::Now(r),
     }
 }

@@ -1,6 +1,7 @@
 /*!
 All HTTP handling: which path does what (this file), the webhook and the order of its
 checks (`webhook`: where a callback is verified), the export and its auth (`export`),
+the owner's report page (`report_http`),
 `/healthz` (`health`) and `/metrics` (`metrics`).
 
 Webhook checks run in the contract's order: path (404), method (405), size (413),
@@ -21,6 +22,7 @@ use crate::storage::Store;
 mod export_http;
 mod health;
 mod metrics;
+mod report_http;
 mod webhook;
 
 pub use health::HEALTH_RESTART;
@@ -82,6 +84,23 @@ pub fn handle(app: &App, req: &mut Request) -> Reply {
             Method::Get | Method::Head => {
                 let metrics = Arc::clone(&app.metrics);
                 return match export_http::http_export(&app.export, req) {
+                    Reply::Now(r) => {
+                        metrics.count_response(r.status);
+                        Reply::Now(r)
+                    }
+                    Reply::Later(finish) => Reply::Later(Box::new(move || {
+                        let r = finish();
+                        metrics.count_response(r.status);
+                        r
+                    })),
+                };
+            }
+            _ => method_not_allowed("GET, HEAD"),
+        },
+        "/report" => match req.method() {
+            Method::Get | Method::Head => {
+                let metrics = Arc::clone(&app.metrics);
+                return match report_http::http_report(&app.export, req) {
                     Reply::Now(r) => {
                         metrics.count_response(r.status);
                         Reply::Now(r)

@@ -153,6 +153,7 @@ pub(crate) fn refresh_later(
             let before = c.clone();
             c.set_priors(priors);
             if c != before {
+                super::summary::adjust(conn, rules.timezone, Some(&before), &c)?;
                 conn.prepare_cached(
                     "UPDATE calls SET first_time_caller = ?2, prior_calls = ?3, qualified = ?4,
                         qualified_reason = ?5 WHERE id = ?1",

@@ -142,20 +142,22 @@ pub(crate) enum Stored<'a> {
     Nothing,
     /// This row, with its indexed columns as its values give them.
     Row(&'a Call),
-    /// A row whose indexed columns may not match its values (written before they
+    /// This row, whose indexed columns may not match its values (written before they
     /// existed): rewrite them.
-    Stale,
+    Stale(&'a Call),
 }
 
 /// Writes the row (and the call's folded events, `state`): a new row when there was
 /// none, else an update that leaves the index entries alone unless the start, the
 /// caller key or whether the call counts changed.
+/// The report's summary moves with it (`summary::adjust`), in the same transaction.
 pub(crate) fn write_call(
     conn: &Connection,
     call_id: i64,
     c: &Call,
     state: &str,
     old: Stored<'_>,
+    tz: chrono_tz::Tz,
 ) -> Result<(), StorageError> {
     let q = c.qualify;
     let values = params![
@@ -204,7 +206,11 @@ pub(crate) fn write_call(
             conn.prepare_cached(&UPDATE_UNINDEXED)?
                 .execute(&values[..INDEXED_FROM + 1])?
         }
-        Stored::Row(_) | Stored::Stale => conn.prepare_cached(&UPDATE_ALL)?.execute(values)?,
+        Stored::Row(_) | Stored::Stale(_) => conn.prepare_cached(&UPDATE_ALL)?.execute(values)?,
     };
-    Ok(())
+    let before = match old {
+        Stored::Nothing => None,
+        Stored::Row(o) | Stored::Stale(o) => Some(o),
+    };
+    super::summary::adjust(conn, tz, before, c)
 }

@@ -48,6 +48,7 @@ mod error;
 mod requalify;
 mod rows;
 mod schema;
+pub mod summary;
 mod writer;
 
 pub use backup::backup_into;
@@ -161,6 +162,7 @@ impl Store {
     ) -> Result<(Store, JoinHandle<()>), StorageError> {
         let mut conn = open_writer(path)?;
         finish_upgrade(&mut conn, rules)?;
+        summary::prepare(&mut conn, rules.timezone)?;
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             log::error!(
                 "database {} is read-only: webhooks will get 503 until calltrackd can write to it",

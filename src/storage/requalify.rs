@@ -103,6 +103,10 @@ fn reported(a: &Call, b: &Call) -> bool {
 /// user, source and rules it was decided with (the schema upgrade); else the current
 /// `rules` decide everything (`requalify`). `dry_run` changes nothing. Each reported
 /// change goes to `on_change` as it is found.
+///
+/// The connection's `synchronous` and `cache_size` are changed for the run and put back
+/// afterwards, whatever happens: the daemon's writer runs the schema upgrade's pass on
+/// its own connection, which must go on committing with `synchronous=FULL`.
 pub fn requalify(
     conn: &mut Connection,
     rules: &Rules,
@@ -111,6 +115,8 @@ pub fn requalify(
     pace: Pace,
     on_change: &mut dyn FnMut(&Change),
 ) -> Result<Requalified, StorageError> {
+    let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    let cache_size: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     // Commits here do not wait for the disk while they hold the write lock (the daemon
     // would wait with them); the log is flushed right after each commit instead, with
     // the lock released, so the daemon's next commit does not have to flush our pages
@@ -119,6 +125,23 @@ pub fn requalify(
     // A bigger page cache than the daemon's: one pass over every call and its events
     // rereads index pages far less (peak RSS stays well under 64 MiB).
     conn.execute_batch("PRAGMA cache_size = -32768")?;
+    let result = run(conn, rules, keep_decided, dry_run, pace, on_change);
+    let restored = conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = {cache_size};"
+    ));
+    let report = result?;
+    restored?;
+    Ok(report)
+}
+
+fn run(
+    conn: &mut Connection,
+    rules: &Rules,
+    keep_decided: bool,
+    dry_run: bool,
+    pace: Pace,
+    on_change: &mut dyn FnMut(&Change),
+) -> Result<Requalified, StorageError> {
     let wal = conn
         .path()
         .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
@@ -328,9 +351,9 @@ fn decide_again(
         let stored = if row.stored_key == before.caller_key() {
             callrow::Stored::Row(&before)
         } else {
-            callrow::Stored::Stale
+            callrow::Stored::Stale(&before)
         };
-        write_call(conn, row.id, &after, &state, stored)?;
+        write_call(conn, row.id, &after, &state, stored, rules.timezone)?;
         report.rows_written += 1;
     }
     if reported(&before, &after) {

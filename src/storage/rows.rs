@@ -186,6 +186,7 @@ pub(crate) fn place_call(
         call,
         state,
         old.map_or(Stored::Nothing, Stored::Row),
+        rules.timezone,
     )?;
     if moved {
         refresh_later(

@@ -10,7 +10,7 @@ use super::StorageError;
 use super::checkpoint::{WAL_BACKSTOP_PAGES, WAL_LIMIT_BYTES};
 
 /// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -188,6 +188,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN digits TEXT;
     ALTER TABLE events ADD COLUMN recording_url TEXT;
     ALTER TABLE events ADD COLUMN recording_duration INTEGER;",
+    // 5 -> 6: the report's summary, calls counted per local hour, user, source and
+    // outcome (storage/summary.rs); filled from the calls by the first writer that
+    // opens the database with its zone (`meta.report_tz` is not set yet).
+    "CREATE TABLE report_hours (
+        day          TEXT    NOT NULL,  -- YYYY-MM-DD in export.timezone
+        hour         INTEGER NOT NULL,  -- 0-23, local
+        user         TEXT    NOT NULL,
+        source       TEXT    NOT NULL,
+        outcome      TEXT    NOT NULL,  -- an outcome, or pending
+        calls        INTEGER NOT NULL,
+        qualified    INTEGER NOT NULL,
+        first_time   INTEGER NOT NULL,
+        talk_seconds INTEGER NOT NULL,  -- of answered calls
+        PRIMARY KEY (day, hour, user, source, outcome)
+    ) WITHOUT ROWID;",
 ];
 
 /// How long a write waits for another process's lock before giving up (then 503).

@@ -266,3 +266,31 @@ fn first_time_queries_use_the_caller_index() {
     drop(conn);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The schema upgrade's pass runs on the writer's own connection: afterwards that
+/// connection still commits with synchronous=FULL and the daemon's page cache size
+/// (it once kept requalify's NORMAL and 32 MiB).
+#[test]
+fn the_upgrade_pass_leaves_the_writer_connection_as_it_was() {
+    let (dir, db) = temp_db("pragmas");
+    let mut conn = open_writer(&db).unwrap();
+    let before: (i64, i64) = (
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap(),
+        conn.query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap(),
+    );
+    assert_eq!(before, (2, -8192));
+    assert!(super::requalify::rederive_pending(&conn).unwrap());
+    finish_upgrade(&mut conn, &Rules::example()).unwrap();
+    assert!(!super::requalify::rederive_pending(&conn).unwrap());
+    let after: (i64, i64) = (
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap(),
+        conn.query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap(),
+    );
+    assert_eq!(after, before);
+    drop(conn);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,6 +3,7 @@
 mod support;
 
 mod backup;
+mod browser;
 mod callflow;
 mod cli;
 mod export;
@@ -10,6 +11,7 @@ mod hostile;
 mod outcomes;
 mod promises;
 mod properties;
+mod report;
 mod resilience;
 mod systemd;
 mod upgrade;

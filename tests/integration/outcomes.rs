@@ -12,37 +12,37 @@ use std::collections::HashMap;
 use crate::support::*;
 
 /// 2026-03-02T15:00:00Z.
-const T0: i64 = 1_772_463_600;
-const DAY: i64 = 86_400;
+pub(crate) const T0: i64 = 1_772_463_600;
+pub(crate) const DAY: i64 = 86_400;
 
 /// Twilio's `Timestamp` form of Unix time `t`.
-fn at(t: i64) -> String {
+pub(crate) fn at(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .unwrap()
         .format("%a, %d %b %Y %H:%M:%S +0000")
         .to_string()
 }
 
-fn send(d: &Daemon, p: &[(String, String)]) {
+pub(crate) fn send(d: &Daemon, p: &[(String, String)]) {
     let r = d.post_form(&borrow(p));
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-fn from(mut p: Vec<(String, String)>, caller: &str) -> Vec<(String, String)> {
+pub(crate) fn from(mut p: Vec<(String, String)>, caller: &str) -> Vec<(String, String)> {
     set(&mut p, "From", caller);
     set(&mut p, "Caller", caller);
     p
 }
 
 /// The `ringing` progress callback at `start` (a callback, not the incoming request).
-fn ringing(sid: &str, to: &str, caller: &str, start: i64) -> Vec<(String, String)> {
+pub(crate) fn ringing(sid: &str, to: &str, caller: &str, start: i64) -> Vec<(String, String)> {
     from(status(sid, to, "ringing", &at(start), None), caller)
 }
 
 /// A forwarded call: rang from `start`, the shop's leg ended `dial` after `talk` s of
 /// talk, the call ended `len` s after the start with final status `fin`.
 #[allow(clippy::too_many_arguments)]
-fn forwarded(
+pub(crate) fn forwarded(
     d: &Daemon,
     sid: &str,
     caller: &str,
@@ -73,7 +73,7 @@ fn forwarded(
 }
 
 /// An answered forwarded call with `talk` s of talk after 5 s of ringing.
-fn answered(d: &Daemon, sid: &str, caller: &str, start: i64, talk: i64) {
+pub(crate) fn answered(d: &Daemon, sid: &str, caller: &str, start: i64, talk: i64) {
     forwarded(
         d,
         sid,
