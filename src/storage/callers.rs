@@ -1,6 +1,6 @@
 //! First-time callers: a call's earlier calls from the same caller to the same user,
 //! counted in start order through the `calls_by_caller` index (`caller_key`,
-//! `started_at`, `call_sid`, `counted`), so a count costs the same at 10 calls or 10
+//! `started_at`, `counted`; a tie in one second reads the row for its `call_sid`), so a count costs the same at 10 calls or 10
 //! million. When a call takes its place among its caller's calls (it is new, its start
 //! moved, or it became blocked), the calls after it are decided again: the flags are as
 //! if calls had arrived in the order they started.

@@ -177,7 +177,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN lookback_days INTEGER;
     ALTER TABLE calls ADD COLUMN require_first_time INTEGER;
     ALTER TABLE calls ADD COLUMN counted INTEGER NOT NULL DEFAULT 1; -- 0: blocked
-    CREATE INDEX calls_by_caller ON calls(caller_key, started_at, call_sid, counted)
+    CREATE INDEX calls_by_caller ON calls(caller_key, started_at, counted)
         WHERE caller_key IS NOT NULL;
     INSERT OR REPLACE INTO meta (key, value) VALUES ('rederive', 'schema 4');",
     // 4 -> 5: what the call flow's requests report, as columns of their events like
@@ -227,6 +227,9 @@ pub(crate) fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, Stora
     // SQLite's own busy timeout sleeps 1, 2, 5, 10... ms between tries; polling every
     // 200 us instead lets the writer in as soon as a `requalify` transaction ends.
     conn.busy_handler(Some(wait_for_lock))?;
+    // The writer runs about fifteen statements per request; SQLite's default cache of
+    // 16 would re-prepare some of them on every request.
+    conn.set_prepared_statement_cache_capacity(64);
     // 8 MiB of page cache (default 2 MiB): the indexes of a busy month stay in memory.
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192;")?;
     Ok(conn)
