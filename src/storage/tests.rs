@@ -260,8 +260,10 @@ fn first_time_queries_use_the_caller_index() {
         assert!(!p.contains("SCAN"), "{sql}\n{p}");
     }
     assert!(
-        plan(super::callers::COUNT_STORED).contains("USING INDEX calls_by_caller (caller_key=? AND started_at>? AND started_at<?)")
-            || plan(super::callers::COUNT_STORED).contains("calls_by_caller (caller_key=? AND started_at>?"),
+        plan(super::callers::COUNT_STORED).contains(
+            "USING INDEX calls_by_caller (caller_key=? AND started_at>? AND started_at<?)"
+        ) || plan(super::callers::COUNT_STORED)
+            .contains("calls_by_caller (caller_key=? AND started_at>?"),
         "the count ranges over the caller's entries: {}",
         plan(super::callers::COUNT_STORED)
     );

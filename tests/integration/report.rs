@@ -66,8 +66,10 @@ pub(crate) fn seeded(env: &Env) -> Daemon {
             }
         }
     }
-    // Hostile caller names and places on missed calls, so they reach the call-back list.
-    for (i, name) in HOSTILE.iter().enumerate() {
+    // Hostile caller names and places on missed calls, so they reach the call-back list;
+    // and a 10 kB name of one word, which must wrap rather than widen the page.
+    let long = "W".repeat(10_000);
+    for (i, name) in HOSTILE.iter().copied().chain([long.as_str()]).enumerate() {
         let sid = format!("CAh{i}");
         let caller = c(100 + i as u32);
         let mut p = ringing(&sid, TRACKING, &caller, T0 + 25 * DAY + i as i64 * 60);
