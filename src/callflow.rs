@@ -79,15 +79,7 @@ pub fn incoming(rules: &Rules, facts: &Facts, now: i64, urls: &Urls) -> (Answer,
     };
     match ring {
         Some(number) => dial(n, number, &facts.call_sid, urls),
-        None if n.flow.voicemail => (
-            Answer::Voicemail,
-            Twiml::new()
-                .voicemail(
-                    &n.flow.voicemail_greeting,
-                    &urls.step(Kind::Voicemail, &facts.call_sid),
-                )
-                .finish(),
-        ),
+        None if n.flow.voicemail => voicemail(n, &facts.call_sid, urls),
         None if !open => {
             let mut t = Twiml::new();
             if let Some(msg) = &n.flow.closed_message {
@@ -97,6 +89,17 @@ pub fn incoming(rules: &Rules, facts: &Facts, now: i64, urls: &Urls) -> (Answer,
         }
         None => (Answer::Hangup, twiml::EMPTY.to_owned()),
     }
+}
+
+/// The greeting and `<Record>`, reporting to the voicemail step of `parent`.
+fn voicemail(n: &NumberRule, parent: &str, urls: &Urls) -> (Answer, String) {
+    let twiml = Twiml::new()
+        .voicemail(
+            &n.flow.voicemail_greeting,
+            &urls.step(Kind::Voicemail, parent),
+        )
+        .finish();
+    (Answer::Voicemail, twiml)
 }
 
 fn dial(n: &NumberRule, number: &str, parent: &str, urls: &Urls) -> (Answer, String) {
@@ -140,15 +143,9 @@ pub fn taken_by_person(facts: &Facts, guard: VoicemailGuard) -> bool {
 /// number has one; otherwise end the call.
 pub fn dial_action(rules: &Rules, facts: &Facts, urls: &Urls) -> (Answer, String) {
     match rules.number(facts.tracking_number()) {
-        Some(n) if n.flow.voicemail && !taken_by_person(facts, n.flow.voicemail_guard) => (
-            Answer::Voicemail,
-            Twiml::new()
-                .voicemail(
-                    &n.flow.voicemail_greeting,
-                    &urls.step(Kind::Voicemail, &facts.call_sid),
-                )
-                .finish(),
-        ),
+        Some(n) if n.flow.voicemail && !taken_by_person(facts, n.flow.voicemail_guard) => {
+            voicemail(n, &facts.call_sid, urls)
+        }
         _ => (Answer::Ack, twiml::EMPTY.to_owned()),
     }
 }

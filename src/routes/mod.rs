@@ -62,6 +62,22 @@ pub(crate) fn method_not_allowed(allow: &str) -> Response {
     Response::text(405, "method not allowed\n").with_header("Allow", allow)
 }
 
+/// Counts the status of an answer in `/metrics`, now or once it is made.
+fn counted(app: &App, reply: Reply) -> Reply {
+    let metrics = Arc::clone(&app.metrics);
+    match reply {
+        Reply::Now(r) => {
+            metrics.count_response(r.status);
+            Reply::Now(r)
+        }
+        Reply::Later(finish) => Reply::Later(Box::new(move || {
+            let r = finish();
+            metrics.count_response(r.status);
+            r
+        })),
+    }
+}
+
 /// The main listener's router.
 pub fn handle(app: &App, req: &mut Request) -> Reply {
     let started = Instant::now();
@@ -82,35 +98,13 @@ pub fn handle(app: &App, req: &mut Request) -> Reply {
         },
         "/calls.csv" | "/calls.xlsx" => match req.method() {
             Method::Get | Method::Head => {
-                let metrics = Arc::clone(&app.metrics);
-                return match export_http::http_export(&app.export, req) {
-                    Reply::Now(r) => {
-                        metrics.count_response(r.status);
-                        Reply::Now(r)
-                    }
-                    Reply::Later(finish) => Reply::Later(Box::new(move || {
-                        let r = finish();
-                        metrics.count_response(r.status);
-                        r
-                    })),
-                };
+                return counted(app, export_http::http_export(&app.export, req));
             }
             _ => method_not_allowed("GET, HEAD"),
         },
         "/report" => match req.method() {
             Method::Get | Method::Head => {
-                let metrics = Arc::clone(&app.metrics);
-                return match report_http::http_report(&app.export, req) {
-                    Reply::Now(r) => {
-                        metrics.count_response(r.status);
-                        Reply::Now(r)
-                    }
-                    Reply::Later(finish) => Reply::Later(Box::new(move || {
-                        let r = finish();
-                        metrics.count_response(r.status);
-                        r
-                    })),
-                };
+                return counted(app, report_http::http_report(&app.export, req));
             }
             _ => method_not_allowed("GET, HEAD"),
         },

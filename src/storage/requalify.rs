@@ -125,7 +125,13 @@ pub fn requalify(
     // A bigger page cache than the daemon's: one pass over every call and its events
     // rereads index pages far less (peak RSS stays well under 64 MiB).
     conn.execute_batch("PRAGMA cache_size = -32768")?;
-    let result = run(conn, rules, keep_decided, dry_run, pace, on_change);
+    let run = Run {
+        rules,
+        keep_decided,
+        dry_run,
+        pace,
+    };
+    let result = run.all(conn, on_change);
     let restored = conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = {cache_size};"
     ));
@@ -134,79 +140,92 @@ pub fn requalify(
     Ok(report)
 }
 
-fn run(
-    conn: &mut Connection,
-    rules: &Rules,
+/// One run's settings.
+struct Run<'a> {
+    rules: &'a Rules,
     keep_decided: bool,
     dry_run: bool,
     pace: Pace,
-    on_change: &mut dyn FnMut(&Change),
-) -> Result<Requalified, StorageError> {
-    let wal = conn
-        .path()
-        .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
-    let mut neighbour = Neighbour {
-        version: None,
-        last_seen: None,
-    };
-    if dry_run {
-        conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS moved (id INTEGER PRIMARY KEY, caller_key TEXT,
+}
+
+impl Run<'_> {
+    fn all(
+        &self,
+        conn: &mut Connection,
+        on_change: &mut dyn FnMut(&Change),
+    ) -> Result<Requalified, StorageError> {
+        let Run {
+            rules,
+            keep_decided,
+            dry_run,
+            pace,
+        } = *self;
+        let wal = conn
+            .path()
+            .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
+        let mut neighbour = Neighbour {
+            version: None,
+            last_seen: None,
+        };
+        if dry_run {
+            conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS moved (id INTEGER PRIMARY KEY, caller_key TEXT,
                 started_at INTEGER NOT NULL, call_sid TEXT NOT NULL, counts INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS temp.moved_by_key ON moved(caller_key, started_at);
              DELETE FROM temp.moved;",
-        )?;
-    }
-    let mut report = Requalified::default();
-    let mut after: Option<(i64, String)> = None;
-    loop {
-        let behavior = if dry_run {
-            TransactionBehavior::Deferred
-        } else {
-            TransactionBehavior::Immediate
-        };
-        let shared = pace == Pace::Share && neighbour.active(conn)?;
-        let budget = match pace {
-            Pace::Alone => BUDGET_ALONE,
-            Pace::Share if shared => BUDGET_SHARED,
-            Pace::Share => BUDGET_QUIET,
-        };
-        let tx = conn.transaction_with_behavior(behavior)?;
-        let begun = Instant::now();
-        let mut done = false;
-        while begun.elapsed() < budget {
-            let page = next_page(&tx, after.as_ref())?;
-            if page.len() < PAGE {
-                done = true;
+            )?;
+        }
+        let mut report = Requalified::default();
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let behavior = if dry_run {
+                TransactionBehavior::Deferred
+            } else {
+                TransactionBehavior::Immediate
+            };
+            let shared = pace == Pace::Share && neighbour.active(conn)?;
+            let budget = match pace {
+                Pace::Alone => BUDGET_ALONE,
+                Pace::Share if shared => BUDGET_SHARED,
+                Pace::Share => BUDGET_QUIET,
+            };
+            let tx = conn.transaction_with_behavior(behavior)?;
+            let begun = Instant::now();
+            let mut done = false;
+            while begun.elapsed() < budget {
+                let page = next_page(&tx, after.as_ref())?;
+                if page.len() < PAGE {
+                    done = true;
+                }
+                for row in page {
+                    after = Some((row.call.started_at, row.call.call_sid.clone()));
+                    decide_again(
+                        &tx,
+                        rules,
+                        keep_decided,
+                        dry_run,
+                        row,
+                        &mut report,
+                        on_change,
+                    )?;
+                }
+                if done {
+                    break;
+                }
             }
-            for row in page {
-                after = Some((row.call.started_at, row.call.call_sid.clone()));
-                decide_again(
-                    &tx,
-                    rules,
-                    keep_decided,
-                    dry_run,
-                    row,
-                    &mut report,
-                    on_change,
-                )?;
+            if done && !dry_run {
+                tx.execute("DELETE FROM meta WHERE key = 'rederive'", [])?;
+            }
+            tx.commit()?;
+            if !dry_run && let Some(wal) = &wal {
+                flush(wal);
             }
             if done {
-                break;
+                return Ok(report);
             }
-        }
-        if done && !dry_run {
-            tx.execute("DELETE FROM meta WHERE key = 'rederive'", [])?;
-        }
-        tx.commit()?;
-        if !dry_run && let Some(wal) = &wal {
-            flush(wal);
-        }
-        if done {
-            return Ok(report);
-        }
-        if shared {
-            std::thread::sleep(PAUSE);
+            if shared {
+                std::thread::sleep(PAUSE);
+            }
         }
     }
 }

@@ -652,3 +652,50 @@ fn every_call_flow_request_needs_a_good_signature_and_a_known_step() {
         1
     );
 }
+
+/// The edges of `hours` over HTTP, on the daemon's own clock: a window that starts this
+/// minute is open, one that ends this minute (the end is not included) is closed, and
+/// one that starts next minute is closed. A request that crosses into the next minute
+/// is tried again. Daylight-saving changes cannot be reached on the real clock; they
+/// are unit-tested on the same hours check (`config::flow`).
+#[test]
+fn hours_edges_on_the_daemons_clock() {
+    use chrono::Timelike;
+    let tz = chrono_tz::America::Chicago;
+    let day_name = |t: chrono::DateTime<chrono_tz::Tz>| {
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][t.weekday().num_days_from_monday() as usize]
+    };
+    for (label, open_expected) in [("starts now", true), ("ended now", false), ("starts next minute", false)] {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let now = chrono::Utc::now().with_timezone(&tz);
+            let m = now.hour() * 60 + now.minute();
+            // Stay clear of midnight, where a window would cross days.
+            if !(2..24 * 60 - 3).contains(&m) {
+                std::thread::sleep(Duration::from_secs(5));
+                continue;
+            }
+            let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+            let window = match label {
+                "starts now" => format!("{} {}-{}", day_name(now), hm(m), hm(m + 2)),
+                "ended now" => format!("{} {}-{}", day_name(now), hm(m - 2), hm(m)),
+                _ => format!("{} {}-{}", day_name(now), hm(m + 1), hm(m + 3)),
+            };
+            let env = Env::new(&config(
+                &format!("hours = [\"{window}\"]\ntimezone = \"America/Chicago\"\n"),
+                "",
+            ));
+            let d = env.start();
+            let t = twiml(&d.post_form(&borrow(&from(CALLER, "CAedge"))));
+            let after = chrono::Utc::now().with_timezone(&tz);
+            if after.minute() != now.minute() {
+                assert!(tries < 5, "the minute kept changing");
+                continue;
+            }
+            let open = names(&t) == ["Dial"];
+            assert_eq!(open, open_expected, "{label}: {window} at {}", now.format("%a %H:%M:%S"));
+            break;
+        }
+    }
+}
