@@ -663,9 +663,14 @@ fn hours_edges_on_the_daemons_clock() {
     use chrono::Timelike;
     let tz = chrono_tz::America::Chicago;
     let day_name = |t: chrono::DateTime<chrono_tz::Tz>| {
-        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][t.weekday().num_days_from_monday() as usize]
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            [t.weekday().num_days_from_monday() as usize]
     };
-    for (label, open_expected) in [("starts now", true), ("ended now", false), ("starts next minute", false)] {
+    for (label, open_expected) in [
+        ("starts now", true),
+        ("ended now", false),
+        ("starts next minute", false),
+    ] {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -694,7 +699,12 @@ fn hours_edges_on_the_daemons_clock() {
                 continue;
             }
             let open = names(&t) == ["Dial"];
-            assert_eq!(open, open_expected, "{label}: {window} at {}", now.format("%a %H:%M:%S"));
+            assert_eq!(
+                open,
+                open_expected,
+                "{label}: {window} at {}",
+                now.format("%a %H:%M:%S")
+            );
             break;
         }
     }

@@ -843,6 +843,22 @@ fn first_time_flags_match_a_brute_force_count_whatever_the_arrival_order() {
         );
         assert_eq!(cell(&r, &c.sid, "started_at"), &rfc3339(c.start));
     }
+    // The report's summary, moved with every cascade, agrees with the rows.
+    let period = calltrackd::report::Period {
+        from: chrono::NaiveDate::from_ymd_opt(2023, 1, 1).unwrap(),
+        to: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+    };
+    let summary =
+        calltrackd::report::load(&env.db(), chrono_tz::America::Chicago, period, None, None)
+            .unwrap();
+    let n =
+        |f: &dyn Fn(&HashMap<String, String>) -> bool| r.values().filter(|c| f(c)).count() as i64;
+    assert_eq!(summary.totals.calls, r.len() as i64);
+    assert_eq!(
+        summary.totals.first_time,
+        n(&|c| c["first_time_caller"] == "true")
+    );
+    assert_eq!(summary.totals.answered, n(&|c| c["outcome"] == "answered"));
     // requalify, counting everything afresh, finds the same.
     let before = get(d.addr, "/calls.csv", &bearer()).body;
     let o = env.run(&["requalify", "--config", env.config().to_str().unwrap()]);
