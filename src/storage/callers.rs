@@ -80,6 +80,44 @@ pub(crate) fn count_priors(
     Ok(Some(n))
 }
 
+/// A new call's place in one pass over its caller's index entries around it: how many
+/// earlier calls fall within its lookback, and whether any later call exists (then
+/// [`refresh_later`] has work to do). For the usual new call, the newest of its caller,
+/// this is the only look at the index.
+pub(crate) fn new_call_place(
+    conn: &Connection,
+    c: &Call,
+    rules: &Rules,
+) -> Result<(Option<i64>, bool), StorageError> {
+    let Some(key) = c.caller_key() else {
+        return Ok((None, false));
+    };
+    let since = c.started_at - c.lookback_days(rules) as i64 * DAY;
+    let mut stmt = conn.prepare_cached(
+        "SELECT started_at, counted, id FROM calls
+         WHERE caller_key = ?1 AND started_at > ?2 AND started_at <= ?3",
+    )?;
+    let mut rows = stmt.query(params![key, since, c.started_at + MAX_LOOKBACK_DAYS * DAY])?;
+    let (mut priors, mut later) = (0i64, false);
+    while let Some(r) = rows.next()? {
+        let (start, counted, id): (i64, bool, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let earlier = start < c.started_at
+            || (start == c.started_at && {
+                // The same second: the export's order, by CallSid.
+                let sid: String = conn
+                    .prepare_cached("SELECT call_sid FROM calls WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))?;
+                sid < c.call_sid
+            });
+        if earlier {
+            priors += i64::from(counted);
+        } else {
+            later = true;
+        }
+    }
+    Ok((Some(priors), later))
+}
+
 /// A caller's calls from ?2 to ?3 (other than ?4) whose lookback (?5 when not fixed
 /// yet) reaches back before ?6.
 pub(crate) static LATER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {

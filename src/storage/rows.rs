@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::callers::{Place, View, count_priors, refresh_later};
+use super::callers::{Place, View, count_priors, new_call_place, refresh_later};
 use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, Stored, call_from_row, write_call};
 use super::{NewEvent, Outcome, Pending, StorageError};
 use crate::calls::{self, Call, CallOutcome, Decided, Summary};
@@ -175,9 +175,10 @@ pub(crate) fn place_call(
     let moved = old_place.as_ref() != Some(&new_place);
     // Its own count also depends on its lookback, fixed once it is answered or not.
     let recount = moved || old.is_some_and(|o| o.lookback_days(rules) != call.lookback_days(rules));
-    let priors = match old {
-        Some(o) if !recount => o.prior_calls,
-        _ => count_priors(conn, call, rules, View::Stored)?,
+    let (priors, later) = match old {
+        Some(o) if !recount => (o.prior_calls, true),
+        Some(_) => (count_priors(conn, call, rules, View::Stored)?, true),
+        None => new_call_place(conn, call, rules)?,
     };
     call.set_priors(priors);
     write_call(
@@ -188,7 +189,7 @@ pub(crate) fn place_call(
         old.map_or(Stored::Nothing, Stored::Row),
         rules.timezone,
     )?;
-    if moved {
+    if moved && later {
         refresh_later(
             conn,
             rules,
