@@ -118,6 +118,12 @@ impl CallOutcome {
         }
     }
 
+    /// The name of an outcome that may not be known yet: `pending` before the call is
+    /// final (the report and `/metrics` count those too).
+    pub fn label(o: Option<CallOutcome>) -> &'static str {
+        o.map_or("pending", CallOutcome::as_str)
+    }
+
     /// From its name.
     pub fn parse(s: &str) -> Option<CallOutcome> {
         CallOutcome::ALL.into_iter().find(|o| o.as_str() == s)

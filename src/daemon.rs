@@ -79,6 +79,12 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
 
     let app = Arc::new(App {
         public_url: cfg.server.public_url.clone(),
+        urls: crate::callflow::Urls::new(
+            cfg.server
+                .public_url
+                .as_ref()
+                .map(|b| format!("{b}{}", crate::routes::WEBHOOK_PATH)),
+        ),
         max_body_bytes: cfg.server.max_body_bytes,
         auth_tokens: cfg.auth_tokens.clone(),
         rules: Arc::clone(&rules),

@@ -326,7 +326,7 @@ fn call_counts(db: &Path) -> Result<CallCounts, storage::StorageError> {
     let mut by_outcome: Vec<(&'static str, i64)> = CallOutcome::ALL
         .iter()
         .map(|o| (o.as_str(), 0))
-        .chain([("pending", 0)])
+        .chain([(CallOutcome::label(None), 0)])
         .collect();
     for row in rows {
         let (a, q, o, n) = row?;
@@ -334,7 +334,7 @@ fn call_counts(db: &Path) -> Result<CallCounts, storage::StorageError> {
             Some(last) if last.0 == a && last.1 == q => last.2 += n,
             _ => by_flags.push((a, q, n)),
         }
-        let name = o.map_or("pending", CallOutcome::as_str);
+        let name = CallOutcome::label(o);
         if let Some(slot) = by_outcome.iter_mut().find(|(k, _)| *k == name) {
             slot.1 += n;
         }

@@ -622,11 +622,6 @@ impl Answer {
             _ => Answer::Ack,
         }
     }
-
-    /// A `<Dial>` of some kind.
-    pub fn is_dial(self) -> bool {
-        matches!(self, Answer::Dial | Answer::DialKeypress | Answer::DialAmd)
-    }
 }
 
 #[cfg(test)]

@@ -93,17 +93,12 @@ fn next_month(first: NaiveDate) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(first)
 }
 
-/// Today in `tz`.
-pub fn today(tz: Tz, now: i64) -> NaiveDate {
-    chrono::DateTime::from_timestamp(now, 0)
+/// The local day in `tz` that the instant `t` (Unix seconds) falls on.
+pub fn local_day(tz: Tz, t: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp(t, 0)
         .unwrap_or_default()
         .with_timezone(&tz)
         .date_naive()
-}
-
-/// The local day an instant falls on.
-pub fn day_of(t: i64, tz: Tz) -> NaiveDate {
-    today(tz, t)
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub const WEBHOOK_PATH: &str = "/call-tracking/webhook";
 pub struct App {
     /// `[server] public_url`, verbatim.
     pub public_url: Option<String>,
+    /// Where the call flow's TwiML sends Twilio back (built once from `public_url`).
+    pub urls: crate::callflow::Urls,
     /// `[server] max_body_bytes`.
     pub max_body_bytes: u64,
     /// Auth tokens accepted for signatures.

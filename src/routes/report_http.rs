@@ -125,13 +125,13 @@ fn checked(s: &Settings, req: &Request) -> Result<(Filters, report::Links), Resp
 /// The period the filters name, in whole local days; the last 30 days by default.
 fn period(f: &Filters, s: &Settings, now: i64) -> Period {
     let tz = s.timezone;
-    let today = report::today(tz, now);
+    let today = report::local_day(tz, now);
     let to =
-        f.to.map(|t| report::day_of(t - 1, tz) + Duration::days(1))
+        f.to.map(|t| report::local_day(tz, t - 1) + Duration::days(1))
             .unwrap_or(today + Duration::days(1));
     let from = f
         .from
-        .map(|t| report::day_of(t, tz))
+        .map(|t| report::local_day(tz, t))
         .unwrap_or(to - Duration::days(30));
     Period {
         from,
@@ -157,7 +157,7 @@ fn page(s: &Settings, f: Filters, mut links: report::Links) -> Response {
                 ("Connection".into(), "close".into()),
             ],
             body: Body::Bytes(
-                report::render(&r, &links, report::today(s.timezone, now)).into_bytes(),
+                report::render(&r, &links, report::local_day(s.timezone, now)).into_bytes(),
             ),
         },
         Err(e) => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
-use super::{App, WEBHOOK_PATH};
+use super::App;
 use crate::clock::now_ms;
 use crate::http::{BodyError, Reply, Request, Response};
 use crate::logging::escaped;
@@ -159,15 +159,11 @@ pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response
     };
 
     let rules = app.rules();
-    let urls = callflow::Urls::new(
-        app.public_url
-            .as_ref()
-            .map(|b| format!("{b}{WEBHOOK_PATH}")),
-    );
+    let urls = &app.urls;
     let (answer, twiml) = match kind {
         Kind::Incoming if !facts.is_child_leg() => {
             let (answer, twiml) =
-                callflow::incoming(&rules, &facts, received_ms.div_euclid(1000), &urls);
+                callflow::incoming(&rules, &facts, received_ms.div_euclid(1000), urls);
             let tracking = facts.tracking_number();
             match answer {
                 Answer::Hangup => log::warn!(
@@ -196,7 +192,7 @@ pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response
             }
             (answer, twiml)
         }
-        Kind::DialAction => callflow::dial_action(&rules, &facts, &urls),
+        Kind::DialAction => callflow::dial_action(&rules, &facts, urls),
         Kind::Screen => callflow::screen(
             &rules,
             &facts,

@@ -35,11 +35,6 @@ struct Measures {
     talk: i64,
 }
 
-/// The outcome's name in the summary; `pending` before the call is final.
-pub(crate) fn outcome_name(o: Option<CallOutcome>) -> &'static str {
-    o.map_or("pending", CallOutcome::as_str)
-}
-
 fn bucket(c: &Call, tz: Tz) -> (Key, Measures) {
     let local = chrono::DateTime::from_timestamp(c.started_at, 0)
         .unwrap_or_default()
@@ -49,7 +44,7 @@ fn bucket(c: &Call, tz: Tz) -> (Key, Measures) {
         hour: local.hour(),
         user: c.user.clone(),
         source: c.source.clone(),
-        outcome: outcome_name(c.outcome),
+        outcome: CallOutcome::label(c.outcome),
     };
     let m = Measures {
         calls: 1,
