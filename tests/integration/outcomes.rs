@@ -872,3 +872,31 @@ fn rfc3339(t: i64) -> String {
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
+
+#[test]
+fn requalify_against_a_locked_database_fails_cleanly_and_changes_nothing() {
+    let env = Env::new(&base_config(""));
+    let d = env.start();
+    answered(&d, "CA45", "+13125550001", T0, 45);
+    let before = get(d.addr, "/calls.csv", &bearer()).body;
+    drop(d);
+    env.write_config(
+        &base_config("").replace("min_duration_seconds = 30", "min_duration_seconds = 60"),
+    );
+    // Another process holds the write lock for longer than requalify waits (5 s).
+    let holder = rusqlite::Connection::open(env.db()).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let o = env.run(&["requalify", "--config", env.config().to_str().unwrap()]);
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("requalify") && err.contains("locked"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let d = env.start();
+    assert_eq!(
+        get(d.addr, "/calls.csv", &bearer()).body,
+        before,
+        "nothing half-written"
+    );
+}

@@ -356,3 +356,16 @@ fn the_reports_numbers_agree_with_the_csv_export() {
     assert_eq!(bob.totals.calls, count(&|r| r["user"] == "bob-electric"));
     assert!(bob.by_user.is_empty());
 }
+
+#[test]
+fn a_report_without_its_database_is_a_503_not_a_crash() {
+    let env = Env::new(&base_config(""));
+    let d = seeded(&env);
+    std::fs::remove_file(env.db()).unwrap();
+    let r = get(d.addr, &format!("/report{MARCH}"), &bearer());
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.text(), "database unavailable\n");
+    assert!(d.log_text().contains("report:"), "{}", d.log_text());
+    // The daemon is still there to say so.
+    assert_eq!(get(d.addr, "/healthz", &[]).status, 503);
+}
