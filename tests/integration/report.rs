@@ -4,6 +4,7 @@
 //! chromedriver) are in `browser.rs`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::outcomes::{DAY, T0, answered, at, forwarded, from, ringing, send};
 use crate::support::*;
@@ -365,7 +366,13 @@ fn a_report_without_its_database_is_a_503_not_a_crash() {
     let r = get(d.addr, &format!("/report{MARCH}"), &bearer());
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.text(), "database unavailable\n");
-    assert!(d.log_text().contains("report:"), "{}", d.log_text());
+    // The log line is written before the answer, but reaches the test
+    // through a pipe: wait for it rather than read the log at once.
+    assert!(
+        d.wait_log("report: ", Duration::from_secs(5)),
+        "{}",
+        d.log_text()
+    );
     // The daemon is still there to say so.
     assert_eq!(get(d.addr, "/healthz", &[]).status, 503);
 }
