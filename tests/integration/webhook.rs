@@ -355,6 +355,7 @@ fn bad_signatures_are_403_and_store_nothing() {
     assert_eq!(count(&env.db(), "SELECT count(*) FROM events"), 0);
     assert_eq!(count(&env.db(), "SELECT count(*) FROM calls"), 0);
     // The warning names the URL that was checked, never the token or the signature.
+    assert!(d.wait_log("for URL ", std::time::Duration::from_secs(5)));
     let log = d.log_text();
     assert!(
         log.contains(&format!("for URL {}", d.webhook_url())),
