@@ -55,6 +55,9 @@ impl Event {
     /// When this request says the call had begun: an incoming-call request by its
     /// receipt, a callback by its `Timestamp` (receipt time when absent).
     fn start_bound(&self) -> i64 {
+        if let Some(start) = self.facts.start_time {
+            return start;
+        }
         match self.kind {
             Kind::Incoming => self.received_at,
             _ => self.time(),
@@ -147,6 +150,8 @@ impl rusqlite::types::ToSql for CallOutcome {
 
 /// How a call became known to calltrackd.
 pub const CAPTURED_BY_WEBHOOK: &str = "webhook";
+/// `captured_by` of a call first learnt from Twilio's Calls API (`backfill`, reconcile).
+pub const CAPTURED_BY_BACKFILL: &str = "backfill";
 
 /// A call row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -476,6 +481,9 @@ pub struct Summary {
     /// The call's recording.
     #[serde(rename = "rec", skip_serializing_if = "First::is_empty", default)]
     recording_url: First,
+    /// The call's first event is a Calls API resource: no webhook came before it.
+    #[serde(rename = "bf", skip_serializing_if = "std::ops::Not::not", default)]
+    backfilled: bool,
 }
 
 /// A recording reported by Twilio: the longest (then the first) wins.
@@ -511,6 +519,7 @@ impl Summary {
             self.first_id = Some(e.id);
             self.call_sid = f.call_sid.clone();
             self.first_received_at = e.received_at;
+            self.backfilled = e.kind == Kind::Backfill;
         }
         self.direction.offer(e.id, &f.direction);
         self.from.offer(e.id, &f.from);
@@ -682,7 +691,11 @@ impl Summary {
                         .first_hangup_id
                         .zip(self.first_final_id)
                         .is_some_and(|(h, f)| h < f);
-                    let ok = s == "completed" && !hung_up_first;
+                    // An inbound call only the Calls API knows, with no `<Dial>` leg:
+                    // calltrackd never answered it, nobody was rung (Twilio played its
+                    // error message, or the fallback said something), so no person took it.
+                    let unattended = self.backfilled && !outbound;
+                    let ok = s == "completed" && !hung_up_first && !unattended;
                     (
                         Some(ok),
                         Some(if ok { duration_seconds.unwrap_or(0) } else { 0 }),
@@ -754,7 +767,12 @@ impl Summary {
             qualified_reason: String::new(),
             recording_url: self.recording_url.v.clone(),
             voicemail_url: voicemail.map(|v| v.url.clone()).unwrap_or_default(),
-            captured_by: CAPTURED_BY_WEBHOOK.to_owned(),
+            captured_by: if self.backfilled {
+                CAPTURED_BY_BACKFILL
+            } else {
+                CAPTURED_BY_WEBHOOK
+            }
+            .to_owned(),
             forwarded,
             qualify,
         };

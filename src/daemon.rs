@@ -150,6 +150,22 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
         cfg.rules.numbers.len()
     );
     let stopping = Arc::new(AtomicBool::new(false));
+    // Dropped at the end of `serve`: the reconcile thread stops at its next wait.
+    let (_reconcile_stop, reconcile_stopped) = channel::<()>();
+    if cfg.twilio_api.reconcile_minutes > 0 {
+        crate::reconcile::start(
+            &cfg,
+            app.store.clone(),
+            Arc::clone(&rules),
+            reconcile_stopped,
+        )
+        .map_err(ServeError::Thread)?;
+        log::info!(
+            "reconciling with Twilio's Calls API every {} min (the last {} days)",
+            cfg.twilio_api.reconcile_minutes,
+            crate::backfill::DEFAULT_DAYS
+        );
+    }
     systemd::notify("READY=1");
     systemd::start_watchdog(addr, Arc::clone(&stopping));
 
@@ -252,6 +268,10 @@ fn needs_restart(running: &Config, file: &Config) -> Vec<&'static str> {
             running.auth_tokens != file.auth_tokens,
         ),
         ("[export] token", running.export.token != file.export.token),
+        (
+            "[twilio] account, API key, api_base, reconcile_minutes",
+            running.twilio_api != file.twilio_api,
+        ),
         (
             "[export] timezone",
             running.export.timezone != file.export.timezone,

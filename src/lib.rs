@@ -19,6 +19,7 @@ Where things happen:
 // Two places need a system call std does not wrap (each says why at its `allow`).
 #![deny(unsafe_code)]
 
+pub mod backfill;
 pub mod callflow;
 pub mod calls;
 pub mod clock;
@@ -29,7 +30,9 @@ pub mod export;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod reconcile;
 pub mod report;
+pub mod rest;
 pub mod routes;
 pub mod signature;
 pub mod storage;

@@ -106,6 +106,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Talk to the Twilio account: set the numbers up, check the whole path
+    #[command(subcommand)]
+    Twilio(TwilioCommand),
+    /// Record the calls Twilio has and calltrackd never heard of (default: last 2 days)
+    ///
+    /// Lists the account's calls to and from each tracking number with Twilio's Calls
+    /// API; a call with no stored event is recorded (captured_by = backfill, its
+    /// forwarded leg giving answered and talk time), a stored call missing its final
+    /// status gets it, nothing else changes. A second run adds nothing. Safe while the
+    /// daemon runs. Needs [twilio] account_sid.
+    Backfill {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Calls that started at or after this (YYYY-MM-DD in export.timezone, or RFC 3339)
+        #[arg(long, value_name = "D")]
+        since: Option<String>,
+        /// Calls that started before this (exclusive; same forms) [default: now]
+        #[arg(long, value_name = "D")]
+        until: Option<String>,
+    },
     /// Print the X-Twilio-Signature Twilio would send for a form POST (for curl tests)
     ///
     /// Each NAME=VALUE is split at its first `=`; values are literal (already
@@ -120,6 +140,32 @@ enum Command {
         /// Form parameters, e.g. CallSid=CA123 From=+14155550100
         #[arg(value_name = "NAME=VALUE")]
         params: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TwilioCommand {
+    /// Point every [[numbers]] number at calltrackd in the Twilio account
+    ///
+    /// Sets each number's voice URL and status callback to public_url +
+    /// /call-tracking/webhook (both POST) and its caller-name lookup from
+    /// caller_name_lookup; prints each change (old -> new) before making it. A second
+    /// run changes nothing. Needs [twilio] account_sid and [server] public_url.
+    Setup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the whole path a call takes; one line per check, with the fix
+    ///
+    /// Config, the daemon's /healthz, the credentials, each number's URLs and
+    /// methods, a fallback URL, and requests refused with 403 in the last 24 hours.
+    /// Exit 0 when all pass, 1 otherwise.
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -168,6 +214,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             commands::requalify(&config.path(), dry_run, &mut out)
         }
+        Command::Twilio(TwilioCommand::Setup { config, dry_run }) => {
+            commands::setup(&config.path(), dry_run, &mut std::io::stdout().lock())
+        }
+        Command::Twilio(TwilioCommand::Doctor { config }) => {
+            commands::doctor(&config.path(), &mut std::io::stdout().lock())
+        }
+        Command::Backfill {
+            config,
+            since,
+            until,
+        } => commands::backfill(
+            &config.path(),
+            since.as_deref(),
+            until.as_deref(),
+            &mut std::io::stdout().lock(),
+        ),
         Command::Sign {
             config,
             url,

@@ -321,6 +321,9 @@ pub enum Kind {
     Recording,
     /// The voicemail's `<Record>` action or recording status callback.
     Voicemail,
+    /// A call resource from Twilio's Calls API (`backfill`, reconcile): a call, or its
+    /// final status, that no webhook brought.
+    Backfill,
 }
 
 impl Kind {
@@ -334,6 +337,7 @@ impl Kind {
             Kind::Amd => "amd",
             Kind::Recording => "recording",
             Kind::Voicemail => "voicemail",
+            Kind::Backfill => "backfill",
         }
     }
 
@@ -346,6 +350,7 @@ impl Kind {
             "amd" => Kind::Amd,
             "recording" => Kind::Recording,
             "voicemail" => Kind::Voicemail,
+            "backfill" => Kind::Backfill,
             _ => Kind::Incoming,
         }
     }
@@ -504,6 +509,8 @@ pub struct Facts {
     pub recording_url: Option<String>,
     /// `RecordingDuration` (seconds).
     pub recording_duration: Option<i64>,
+    /// When the call started (Unix seconds): only the Calls API says so (`start_time`).
+    pub start_time: Option<i64>,
 }
 
 impl Facts {
@@ -532,6 +539,7 @@ impl Facts {
             digits: o("Digits"),
             recording_url: o("RecordingUrl"),
             recording_duration: parse_count(p.get("RecordingDuration")),
+            start_time: None,
         })
     }
 

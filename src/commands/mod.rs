@@ -12,8 +12,12 @@ use crate::export::{self, ExportError, FilterArgs, Filters, Format, Scope};
 use crate::signature;
 use crate::storage;
 
+mod backfill;
 mod requalify;
+mod twilio;
+pub use backfill::{backfill, call_line};
 pub use requalify::requalify;
+pub use twilio::{WEBHOOK_PATH, doctor, setup};
 
 /// A failed command: the message (one sentence) and the exit code.
 #[derive(Debug)]

@@ -22,6 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod account;
 mod error;
 mod flow;
 mod raw;
@@ -30,6 +31,7 @@ mod validate;
 
 use secrets::holds_inline_secret;
 
+pub use account::{DEFAULT_API_BASE, TwilioApi, is_loopback_host, is_sid};
 pub use error::ConfigError;
 pub use flow::{
     BlockList, DEFAULT_GREETING, DEFAULT_RECORD_NOTICE, Flow, Hours, VoicemailGuard, is_open,
@@ -204,6 +206,8 @@ pub struct Config {
     pub auth_tokens: Vec<Secret>,
     /// Where the auth token came from (for `check-config`; never the value).
     pub auth_token_origin: String,
+    /// `[twilio]`'s REST keys: account, API key, `api_base`, `reconcile_minutes`.
+    pub twilio_api: TwilioApi,
     /// `[export]`.
     pub export: ExportConfig,
     /// Numbers and qualification.
@@ -353,6 +357,28 @@ impl Config {
             },
         );
         line("timezone", self.export.timezone.name());
+        let api = &self.twilio_api;
+        line(
+            "twilio account",
+            &match &api.account_sid {
+                None => "not set (needed by `twilio setup`, `twilio doctor`, `backfill`, sms)"
+                    .to_owned(),
+                Some(sid) => format!(
+                    "{sid} at {}, {}{}",
+                    api.api_base,
+                    if api.api_key.is_some() {
+                        "API key"
+                    } else {
+                        "auth token"
+                    },
+                    if api.reconcile_minutes > 0 {
+                        format!(", reconciled every {} min", api.reconcile_minutes)
+                    } else {
+                        String::new()
+                    }
+                ),
+            },
+        );
         let q = &self.rules.qualify;
         line(
             "qualified",

@@ -45,6 +45,12 @@ pub(super) struct RawTwilio {
     pub(super) auth_token_file: Option<String>,
     pub(super) previous_auth_token: Option<String>,
     pub(super) previous_auth_token_file: Option<String>,
+    pub(super) account_sid: Option<String>,
+    pub(super) api_key_sid: Option<String>,
+    pub(super) api_key_secret: Option<String>,
+    pub(super) api_key_secret_file: Option<String>,
+    pub(super) api_base: Option<String>,
+    pub(super) reconcile_minutes: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -132,11 +132,18 @@ impl Loader<'_> {
 pub(super) fn holds_inline_secret(text: &str) -> bool {
     text.lines().any(|l| {
         let l = l.trim_start();
-        ["auth_token", "previous_auth_token", "token"]
-            .iter()
-            .any(|k| {
-                l.strip_prefix(k)
-                    .is_some_and(|r| r.trim_start().starts_with('='))
-            })
+        [
+            "auth_token",
+            "previous_auth_token",
+            "token",
+            "api_key_secret",
+            "secret",
+            "smtp_url",
+        ]
+        .iter()
+        .any(|k| {
+            l.strip_prefix(k)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
     })
 }

@@ -159,7 +159,7 @@ impl Loader<'_> {
     }
 
     /// A number within `range`, else the default with the problem recorded.
-    fn range(
+    pub(super) fn range(
         &mut self,
         key: &str,
         value: Option<i64>,
@@ -342,8 +342,9 @@ impl Config {
         };
 
         // [twilio]
-        let t = raw.twilio;
+        let mut t = raw.twilio;
         let need = needs.auth_token;
+        let twilio_api = ld.twilio_api(&mut t, need);
         let problems_before = ld.problems.len();
         let from_file = ld.secret(
             "twilio",
@@ -576,6 +577,7 @@ impl Config {
             storage_path,
             auth_tokens,
             auth_token_origin: origin,
+            twilio_api,
             export: ExportConfig {
                 token: export_token,
                 timezone,

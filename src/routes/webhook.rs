@@ -88,6 +88,10 @@ pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response
     };
 
     let Some(url) = signed_url(app, req) else {
+        app.store.note_rejected(
+            "(none: no Host header and no public_url)",
+            "no URL to check",
+        );
         log::warn!(
             "webhook: no Host header and no [server] public_url, so the signature cannot be checked: 403"
         );
@@ -111,6 +115,7 @@ pub(super) fn webhook(app: &App, req: &mut Request) -> Result<Accepted, Response
             }
             _ => "X-Twilio-Signature does not match",
         };
+        app.store.note_rejected(&url, why);
         log::warn!(
             "webhook: rejected ({why}) for URL {url} (also tried with/without the port); if Twilio calls a different URL, set [server] public_url to match it: 403"
         );
@@ -259,6 +264,7 @@ fn answer_stored(
         Kind::Amd => "answering-machine result",
         Kind::Recording => "recording callback",
         Kind::Voicemail => "voicemail",
+        Kind::Backfill => "backfilled call",
     };
     match result {
         Ok(outcome) => {

@@ -40,11 +40,13 @@ use crate::calls::Call;
 use crate::config::Rules;
 use crate::twilio::{Answer, Facts, Kind};
 
+pub mod backfill;
 mod backup;
 mod callers;
 mod callrow;
 mod checkpoint;
 mod error;
+pub mod rejections;
 mod requalify;
 mod rows;
 mod schema;
@@ -121,6 +123,7 @@ pub(crate) fn answer(done: Done, result: Result<Outcome, StorageError>) {
 
 pub(crate) enum Msg {
     Write(Box<NewEvent>, Done),
+    Rejected(rejections::Rejection),
     Health(SyncSender<Health>),
     /// Store what came before, then stop (even while other handles remain).
     Stop,
@@ -141,8 +144,12 @@ pub enum Health {
 
 /// Handle to the writer thread. Cheap to share; dropping the last one stops the writer
 /// once it has finished what is queued.
+#[derive(Clone)]
 pub struct Store {
     tx: Sender<Msg>,
+    /// When a refused request was last passed on to be stored (one a second at most:
+    /// a flood of forged requests must not become a flood of disk writes).
+    last_rejection: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// Sizes of the batches committed, for metrics.
@@ -171,7 +178,13 @@ impl Store {
         }
         let (tx, rx) = channel();
         let handle = writer::start(path, conn, observer, rx)?;
-        Ok((Store { tx }, handle))
+        Ok((
+            Store {
+                tx,
+                last_rejection: Arc::new(std::sync::Mutex::new(None)),
+            },
+            handle,
+        ))
     }
 
     /// Queues a request; `done` gets its result once its batch is durably committed
@@ -182,6 +195,27 @@ impl Store {
         {
             done(Err(StorageError::WriterStopped));
         }
+    }
+
+    /// Keeps a refused request's time, URL and reason for `twilio doctor` (at most one
+    /// a second; the log has every one).
+    pub fn note_rejected(&self, url: &str, reason: &str) {
+        let now = std::time::Instant::now();
+        {
+            let mut last = self
+                .last_rejection
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let _ = self.tx.send(Msg::Rejected(rejections::Rejection {
+            at_unix: chrono::Utc::now().timestamp(),
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        }));
     }
 
     /// Whether the database can take writes right now.

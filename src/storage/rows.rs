@@ -217,9 +217,9 @@ fn insert_event(
             from_number, to_number, call_status, sequence_number, timestamp, call_duration,
             dial_call_status, dial_call_duration, caller_name, from_city, from_state, to_city,
             to_state, received_unix, dial_bridged, answered_by, digits, recording_url,
-            recording_duration)
+            recording_duration, start_time)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
     )?
     .execute(params![
         id,
@@ -255,6 +255,7 @@ fn insert_event(
         f.digits,
         f.recording_url,
         f.recording_duration,
+        f.start_time,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -277,7 +278,7 @@ pub(crate) fn load_events(
         "SELECT id, received_unix, kind, answer, direction, from_number, to_number, call_status,
                 sequence_number, timestamp, call_duration, dial_call_status, dial_call_duration,
                 caller_name, from_city, from_state, to_city, to_state, call_sid, dial_bridged,
-                answered_by, digits, recording_url, recording_duration
+                answered_by, digits, recording_url, recording_duration, start_time
          FROM events WHERE call_id = ?1 AND duplicate_of IS NULL",
     )?;
     let rows = stmt.query_map([call_id], |r| {
@@ -307,6 +308,7 @@ pub(crate) fn load_events(
                 digits: r.get(21)?,
                 recording_url: r.get(22)?,
                 recording_duration: r.get(23)?,
+                start_time: r.get(24)?,
             },
         };
         Ok(event)

@@ -10,7 +10,7 @@ use super::StorageError;
 use super::checkpoint::{WAL_BACKSTOP_PAGES, WAL_LIMIT_BYTES};
 
 /// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -203,6 +203,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         talk_seconds INTEGER NOT NULL,  -- of answered calls
         PRIMARY KEY (day, hour, user, source, outcome)
     ) WITHOUT ROWID;",
+    // 6 -> 7: the Twilio account. A call's start time as the Calls API reports it
+    // (backfilled calls; webhooks never say), and the latest requests refused for a bad
+    // signature, for `twilio doctor` (when and which URL was checked: never a body or a
+    // signature; the daemon keeps the latest 50).
+    "ALTER TABLE events ADD COLUMN start_time INTEGER;
+    CREATE TABLE rejected_requests (
+        id          INTEGER PRIMARY KEY,
+        at_unix     INTEGER NOT NULL,
+        url         TEXT    NOT NULL,  -- the URL the signature was checked against
+        reason      TEXT    NOT NULL
+    );",
 ];
 
 /// How long a write waits for another process's lock before giving up (then 503).

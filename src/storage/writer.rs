@@ -82,11 +82,13 @@ impl Writer {
         while !stop && let Ok(first) = rx.recv() {
             let mut writes = Vec::new();
             let mut health = Vec::new();
+            let mut refused = Vec::new();
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
                     Msg::Write(ev, done) => writes.push((ev, done)),
                     Msg::Health(reply) => health.push(reply),
+                    Msg::Rejected(r) => refused.push(r),
                     Msg::Stop => {
                         stop = true;
                         break;
@@ -103,6 +105,12 @@ impl Writer {
                 {
                     let _ = p.try_send(());
                 }
+            }
+            if !refused.is_empty()
+                && let Ok(conn) = self.connection()
+                && let Err(e) = super::rejections::store(conn, &refused)
+            {
+                log::debug!("refused requests not kept for `twilio doctor`: {e}");
             }
             if !health.is_empty() {
                 let result = match self.check_health() {

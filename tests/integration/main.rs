@@ -14,6 +14,7 @@ mod properties;
 mod report;
 mod resilience;
 mod systemd;
+mod twilio;
 mod upgrade;
 mod vectors;
 mod webhook;
