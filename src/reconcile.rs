@@ -78,8 +78,16 @@ fn once(cfg: &Config, store: &Store, rules: &Arc<Rules>) {
             );
         }
         Err(e) => log::warn!(
-            "reconcile: {e}; trying again in {} min",
-            cfg.twilio_api.reconcile_minutes
+            "reconcile: {e}; trying again in {} min{}",
+            cfg.twilio_api.reconcile_minutes,
+            if matches!(
+                e,
+                backfill::BackfillError::Rest(crate::rest::RestError::Unreachable { .. })
+            ) {
+                " (under the packaged systemd unit, allow outbound connections: docs/twilio.md)"
+            } else {
+                ""
+            }
         ),
     }
 }

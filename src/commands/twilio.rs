@@ -24,11 +24,7 @@ fn rest_error(e: RestError) -> CliError {
 }
 
 /// The changes a number needs: (form field, old value, new value).
-fn wanted(
-    n: &IncomingNumber,
-    rule: &NumberRule,
-    url: &str,
-) -> Vec<(&'static str, String, String)> {
+fn wanted(n: &IncomingNumber, rule: &NumberRule, url: &str) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     let mut want = |field: &'static str, have: Option<String>, want: &str| {
         let have = have.unwrap_or_default();
