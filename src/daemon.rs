@@ -166,6 +166,15 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
             crate::backfill::DEFAULT_DAYS
         );
     }
+    // The notification outbox's delivery thread; stops with the same channel's drop.
+    let (notify_stop, notify_stopped) = channel::<()>();
+    let notifier = crate::notify::deliver::start(
+        &cfg,
+        Arc::clone(&rules),
+        Arc::clone(&metrics),
+        notify_stopped,
+    )
+    .map_err(ServeError::Thread)?;
     systemd::notify("READY=1");
     systemd::start_watchdog(addr, Arc::clone(&stopping));
 
@@ -199,6 +208,11 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
         m.stop();
     }
     drop(on_fatal);
+    // The delivery thread closes its connection first: the writer's must be the last,
+    // which removes the WAL. (A send in progress finishes in its worker; its row stays
+    // pending and goes again after the next start, with the same webhook-id.)
+    drop(notify_stop);
+    let _ = notifier.join();
     // The writer stores what is queued and closes the file, even if a connection thread
     // cut at the end of the drain still holds a handle.
     app.store.shutdown();

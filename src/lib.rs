@@ -30,6 +30,7 @@ pub mod export;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod reconcile;
 pub mod report;
 pub mod rest;

@@ -126,6 +126,9 @@ enum Command {
         #[arg(long, value_name = "D")]
         until: Option<String>,
     },
+    /// The notifications ([[notify]]): test the targets, list the outbox, retry one
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Print the X-Twilio-Signature Twilio would send for a form POST (for curl tests)
     ///
     /// Each NAME=VALUE is split at its first `=`; values are literal (already
@@ -166,6 +169,31 @@ enum TwilioCommand {
     Doctor {
         #[command(flatten)]
         config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a clearly marked test message to every [[notify]] target; print ok or the error
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the notification outbox, newest first
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only the ones given up on
+        #[arg(long)]
+        failed: bool,
+    },
+    /// Send a failed notification again now (same body and webhook-id)
+    Retry {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Its id, from `notify list`
+        #[arg(value_name = "ID")]
+        id: i64,
     },
 }
 
@@ -230,6 +258,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             until.as_deref(),
             &mut std::io::stdout().lock(),
         ),
+        Command::Notify(NotifyCommand::Test { config }) => {
+            commands::notify::test(&config.path(), &mut std::io::stdout().lock())
+        }
+        Command::Notify(NotifyCommand::List { config, failed }) => {
+            commands::notify::list(&config.path(), failed, &mut std::io::stdout().lock())
+        }
+        Command::Notify(NotifyCommand::Retry { config, id }) => {
+            commands::notify::retry(&config.path(), id, &mut std::io::stdout().lock())
+        }
         Command::Sign {
             config,
             url,

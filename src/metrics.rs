@@ -100,8 +100,15 @@ pub struct Metrics {
     commit_failures: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    /// Notification attempts by kind ([`NOTIFY_KINDS`]) and result ([`NOTIFY_RESULTS`]).
+    notifications: [[AtomicU64; 3]; 4],
     http: std::sync::OnceLock<std::sync::Arc<crate::http::Stats>>,
 }
+
+/// The `kind` label values of `calltrackd_notifications_total`.
+pub const NOTIFY_KINDS: [&str; 4] = ["webhook", "ntfy", "email", "sms"];
+/// The `result` label values: delivered; failed and retried later; failed for good.
+pub const NOTIFY_RESULTS: [&str; 3] = ["sent", "retry", "failed"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -127,7 +134,18 @@ impl Metrics {
             commit_failures: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            notifications: Default::default(),
             http: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Counts one notification attempt (`kind` and `result` from the fixed label sets).
+    pub fn count_notification(&self, kind: &str, result: &str) {
+        if let (Some(k), Some(r)) = (
+            NOTIFY_KINDS.iter().position(|x| *x == kind),
+            NOTIFY_RESULTS.iter().position(|x| *x == result),
+        ) {
+            self.notifications[k][r].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -171,6 +189,19 @@ impl Metrics {
             "# HELP calltrackd_build_info Build information.\n# TYPE calltrackd_build_info gauge\ncalltrackd_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        let _ = writeln!(
+            out,
+            "# HELP calltrackd_notifications_total Notification attempts by kind and result (sent, retry: failed and tried again later, failed: given up).\n# TYPE calltrackd_notifications_total counter"
+        );
+        for (k, kind) in NOTIFY_KINDS.iter().enumerate() {
+            for (r, result) in NOTIFY_RESULTS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "calltrackd_notifications_total{{kind=\"{kind}\",result=\"{result}\"}} {}",
+                    self.notifications[k][r].load(Ordering::Relaxed)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP calltrackd_webhook_requests_total Webhook requests by outcome.\n# TYPE calltrackd_webhook_requests_total counter"

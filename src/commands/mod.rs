@@ -13,6 +13,7 @@ use crate::signature;
 use crate::storage;
 
 mod backfill;
+pub mod notify;
 mod requalify;
 mod twilio;
 pub use backfill::{backfill, call_line};

@@ -25,6 +25,7 @@ use std::sync::Arc;
 mod account;
 mod error;
 mod flow;
+mod notify;
 mod raw;
 mod secrets;
 mod validate;
@@ -36,6 +37,7 @@ pub use error::ConfigError;
 pub use flow::{
     BlockList, DEFAULT_GREETING, DEFAULT_RECORD_NOTICE, Flow, Hours, VoicemailGuard, is_open,
 };
+pub use notify::{NotifyEvent, NotifyKind, NotifyTarget, label as notify_label};
 pub use secrets::Secret;
 pub use validate::{UrlProblem, is_e164, split_host_port, validate_public_url};
 
@@ -102,6 +104,8 @@ pub struct Rules {
     pub block: BlockList,
     /// `[export] timezone`: the zone of a number's `hours` unless it sets its own.
     pub timezone: chrono_tz::Tz,
+    /// `[[notify]]`: who hears about calls.
+    pub notify: Vec<NotifyTarget>,
 }
 
 impl Rules {
@@ -405,6 +409,29 @@ impl Config {
                 "no call from the caller to the user in {} days",
                 q.first_time_lookback_days
             ),
+        );
+        line(
+            "notify",
+            &if self.rules.notify.is_empty() {
+                "none".to_owned()
+            } else {
+                self.rules
+                    .notify
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} ({})",
+                            notify_label(&t.key),
+                            t.events
+                                .iter()
+                                .map(|e| e.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
         );
         line(
             "block list",

@@ -19,6 +19,25 @@ pub(super) struct RawConfig {
     pub(super) export: RawExport,
     #[serde(default)]
     pub(super) numbers: Vec<RawNumber>,
+    #[serde(default)]
+    pub(super) notify: Vec<RawNotify>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) kind: Option<String>,
+    pub(super) events: Option<Vec<String>>,
+    pub(super) users: Option<Vec<String>>,
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) token: Option<String>,
+    pub(super) token_file: Option<String>,
+    pub(super) smtp_url: Option<String>,
+    pub(super) smtp_url_file: Option<String>,
+    pub(super) from: Option<String>,
+    pub(super) to: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -264,7 +264,7 @@ impl Config {
         env: &Env,
         needs: Needs,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
         let mut ld = Loader {
             file: file.to_owned(),
             base,
@@ -484,6 +484,13 @@ impl Config {
             }
         }
 
+        // [[notify]]
+        let notify = ld.notify(
+            std::mem::take(&mut raw.notify),
+            need,
+            twilio_api.account_sid.is_some(),
+        );
+
         // [[numbers]]
         let mut numbers = HashMap::new();
         for (i, n) in raw.numbers.into_iter().enumerate() {
@@ -587,6 +594,7 @@ impl Config {
                 qualify,
                 block,
                 timezone,
+                notify,
             },
             warnings: ld.warnings,
         })

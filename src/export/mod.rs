@@ -33,6 +33,7 @@ use crate::config::Secret;
 mod csv;
 mod error;
 mod filters;
+mod json;
 mod pager;
 mod share;
 mod xlsx;
@@ -40,6 +41,7 @@ mod xlsx;
 pub use csv::{CsvStream, safe_cell};
 pub use error::{ExportError, FilterError, ShareError};
 pub use filters::{FilterArgs, Filters, Scope, parse_bound};
+pub use json::call_object;
 pub use share::{share_query, verify_share};
 pub use xlsx::{write_xlsx, xlsx_tempfile};
 

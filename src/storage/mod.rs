@@ -46,6 +46,7 @@ mod callers;
 mod callrow;
 mod checkpoint;
 mod error;
+pub mod outbox;
 pub mod rejections;
 mod requalify;
 mod rows;
@@ -58,7 +59,7 @@ pub(crate) use callrow::{CALL_COLUMNS, call_from_row};
 pub use checkpoint::wal_size;
 pub use error::{StorageError, Trouble};
 pub use requalify::{Change, Pace, Requalified, requalify};
-pub use schema::{SCHEMA_VERSION, open_calls_reader, open_reader, open_writer};
+pub use schema::{SCHEMA_VERSION, open_calls_reader, open_reader, open_side_writer, open_writer};
 
 /// How long a health check waits for the writer to answer.
 const HEALTH_WAIT: Duration = Duration::from_secs(5);

@@ -154,6 +154,13 @@ pub(crate) fn apply_one(
     };
     let state = serde_json::to_string(&summary).map_err(|e| StorageError::Encode(e.to_string()))?;
     place_call(conn, rules, call_id, old.as_ref(), &mut call, &state)?;
+    if !rules.notify.is_empty() {
+        let now_ms = crate::notify::now_ms();
+        let events = crate::notify::events_for(old.as_ref(), &call, now_ms.div_euclid(1000));
+        if !events.is_empty() {
+            super::outbox::enqueue(conn, rules, call_id, &call, &events, now_ms)?;
+        }
+    }
     Ok(Outcome::Stored {
         call: Box::new(call),
         new_call: old.is_none(),

@@ -10,7 +10,7 @@ use super::StorageError;
 use super::checkpoint::{WAL_BACKSTOP_PAGES, WAL_LIMIT_BYTES};
 
 /// The schema version this binary writes. Bump it with a new entry in `MIGRATIONS`.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -214,6 +214,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         url         TEXT    NOT NULL,  -- the URL the signature was checked against
         reason      TEXT    NOT NULL
     );",
+    // 7 -> 8: the notification outbox. A row is written in the transaction that makes
+    // its call final or qualified, once per (call, event, target); the delivery
+    // thread sends it and records the result.
+    "CREATE TABLE notifications (
+        id          INTEGER PRIMARY KEY,
+        call_id     INTEGER NOT NULL,
+        call_sid    TEXT    NOT NULL,
+        event       TEXT    NOT NULL,  -- call.completed | call.missed | call.qualified
+        target      TEXT    NOT NULL,  -- the target's key: kind and URL or recipients, no secret
+        webhook_id  TEXT    NOT NULL,  -- the same on every attempt
+        payload     TEXT    NOT NULL,  -- {type, timestamp, data} as written with the call
+        created_at  INTEGER NOT NULL,  -- Unix seconds
+        give_up_at  INTEGER NOT NULL,  -- Unix seconds: failed after this
+        state       TEXT    NOT NULL,  -- pending | sent | failed
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_at_ms  INTEGER NOT NULL,  -- Unix milliseconds: when to try next
+        last_error  TEXT,
+        sent_at     INTEGER,
+        UNIQUE (call_id, event, target)
+    );
+    CREATE INDEX notifications_due ON notifications(next_at_ms) WHERE state = 'pending';",
 ];
 
 /// How long a write waits for another process's lock before giving up (then 503).
@@ -243,6 +264,29 @@ pub(crate) fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, Stora
     conn.set_prepared_statement_cache_capacity(64);
     // 8 MiB of page cache (default 2 MiB): the indexes of a busy month stay in memory.
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192;")?;
+    Ok(conn)
+}
+
+/// Opens a second read-write connection to a database the writer has set up (the
+/// notification outbox's): no creation, no migration, and refused (`ReadOnly`) rather
+/// than kept read-only, so it never holds a read-only handle on a file that becomes
+/// writable again.
+pub fn open_side_writer(path: &Path) -> Result<Connection, StorageError> {
+    let conn = connect(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(StorageError::ReadOnly);
+    }
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        return Err(StorageError::TooOld {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
     Ok(conn)
 }
 

@@ -1,0 +1,237 @@
+//! The daemon's delivery thread: sends what the outbox holds when it is due, one worker
+//! thread per target (a receiver that hangs or answers slowly holds up only its own
+//! messages), and records each attempt. It reads and updates the outbox through a
+//! connection of its own, one short statement at a time, so webhooks never wait on a
+//! receiver.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::send::{Outgoing, send};
+use super::{now_ms, retry_delay_ms};
+use crate::config::{Config, NotifyTarget, Rules, notify_label};
+use crate::metrics::Metrics;
+use crate::storage::open_side_writer;
+use crate::storage::outbox::{self, Attempt, Notification};
+
+/// How often the outbox is looked at when nothing else wakes the thread.
+const POLL: Duration = Duration::from_millis(250);
+
+struct Job {
+    row: Notification,
+    target: NotifyTarget,
+}
+
+struct Done {
+    row: Notification,
+    kind: &'static str,
+    result: Result<(), String>,
+}
+
+/// Starts the thread; it stops when `stop`'s sender is dropped.
+pub fn start(
+    cfg: &Config,
+    rules: Arc<RwLock<Arc<Rules>>>,
+    metrics: Arc<Metrics>,
+    stop: Receiver<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let cfg = Arc::new(cfg.clone());
+    std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || Dispatcher::new(cfg, rules, metrics).run(stop))
+}
+
+struct Dispatcher {
+    cfg: Arc<Config>,
+    rules: Arc<RwLock<Arc<Rules>>>,
+    metrics: Arc<Metrics>,
+    workers: HashMap<String, Sender<Job>>,
+    in_flight: HashSet<i64>,
+    done_tx: Sender<Done>,
+    done_rx: Receiver<Done>,
+    db: PathBuf,
+}
+
+impl Dispatcher {
+    fn new(cfg: Arc<Config>, rules: Arc<RwLock<Arc<Rules>>>, metrics: Arc<Metrics>) -> Dispatcher {
+        let (done_tx, done_rx) = channel();
+        Dispatcher {
+            db: cfg.storage_path.clone(),
+            cfg,
+            rules,
+            metrics,
+            workers: HashMap::new(),
+            in_flight: HashSet::new(),
+            done_tx,
+            done_rx,
+        }
+    }
+
+    fn run(mut self, stop: Receiver<()>) {
+        crate::http::lower_priority();
+        let mut conn = None;
+        let mut complained = false;
+        loop {
+            if conn.is_none() {
+                match open_side_writer(&self.db) {
+                    Ok(c) => {
+                        conn = Some(c);
+                        complained = false;
+                    }
+                    // Said once until it works again: the webhook path logs its own.
+                    Err(e) if !complained => {
+                        log::warn!("notify: outbox not available ({e}); trying again");
+                        complained = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Some(c) = &conn
+                && let Err(e) = self.tick(c)
+            {
+                if !complained {
+                    log::warn!("notify: outbox: {e}; trying again");
+                    complained = e.trouble().is_some();
+                }
+                conn = None;
+            }
+            match stop.recv_timeout(POLL) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Records finished attempts, then hands out what is due.
+    fn tick(&mut self, conn: &rusqlite::Connection) -> Result<(), crate::storage::StorageError> {
+        while let Ok(d) = self.done_rx.try_recv() {
+            self.in_flight.remove(&d.row.id);
+            self.finish(conn, d)?;
+        }
+        let now = now_ms();
+        let rules = self
+            .rules
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_else(|e| Arc::clone(&e.into_inner()));
+        for row in outbox::due(conn, now, 256)? {
+            if self.in_flight.contains(&row.id) {
+                continue;
+            }
+            let Some(target) = rules.notify.iter().find(|t| t.key == row.target).cloned() else {
+                let error = "its [[notify]] target is no longer in the config".to_owned();
+                log::error!(
+                    "notify: {} for call {} to {} given up: {error}",
+                    row.event,
+                    row.call_sid,
+                    notify_label(&row.target)
+                );
+                outbox::record(conn, row.id, &Attempt::Failed { error }, now / 1000)?;
+                continue;
+            };
+            let tx = self.worker(&target);
+            self.in_flight.insert(row.id);
+            if let Err(e) = tx.send(Job { row, target }) {
+                // The worker died (it never should): start a new one next time.
+                self.in_flight.remove(&e.0.row.id);
+                self.workers.remove(&e.0.target.key);
+            }
+        }
+        Ok(())
+    }
+
+    fn worker(&mut self, target: &NotifyTarget) -> Sender<Job> {
+        if let Some(tx) = self.workers.get(&target.key) {
+            return tx.clone();
+        }
+        let (tx, rx) = channel::<Job>();
+        let done = self.done_tx.clone();
+        let cfg = Arc::clone(&self.cfg);
+        let spawned = std::thread::Builder::new()
+            .name("notify-target".into())
+            .spawn(move || {
+                crate::http::lower_priority();
+                for job in rx {
+                    let msg = Outgoing {
+                        event: &job.row.event,
+                        webhook_id: &job.row.webhook_id,
+                        payload: &job.row.payload,
+                    };
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        send(&job.target, msg, &cfg)
+                    }))
+                    .unwrap_or_else(|_| Err("internal error while sending".into()));
+                    let kind = job.target.kind_name();
+                    if done
+                        .send(Done {
+                            row: job.row,
+                            kind,
+                            result,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        if spawned.is_ok() {
+            self.workers.insert(target.key.clone(), tx.clone());
+        } else {
+            log::warn!(
+                "notify: cannot start a thread for {}",
+                notify_label(&target.key)
+            );
+        }
+        tx
+    }
+
+    fn finish(
+        &self,
+        conn: &rusqlite::Connection,
+        d: Done,
+    ) -> Result<(), crate::storage::StorageError> {
+        let now = now_ms();
+        let r = &d.row;
+        let to = notify_label(&r.target);
+        let attempt = r.attempts + 1;
+        let outcome = match d.result {
+            Ok(()) => {
+                log::info!(
+                    "notify: {} for call {} sent to {to} (attempt {attempt})",
+                    r.event,
+                    r.call_sid
+                );
+                self.metrics.count_notification(d.kind, "sent");
+                Attempt::Sent
+            }
+            Err(error) if now / 1000 >= r.give_up_at => {
+                log::error!(
+                    "notify: {} for call {} to {to} given up after {attempt} attempts over 24 h: {error}; `calltrackd notify retry {}` sends it again",
+                    r.event,
+                    r.call_sid,
+                    r.id
+                );
+                self.metrics.count_notification(d.kind, "failed");
+                Attempt::Failed { error }
+            }
+            Err(error) => {
+                let wait = retry_delay_ms(r.attempts);
+                log::warn!(
+                    "notify: {} for call {} to {to} failed (attempt {attempt}: {error}); trying again in {} s",
+                    r.event,
+                    r.call_sid,
+                    wait / 1000
+                );
+                self.metrics.count_notification(d.kind, "retry");
+                Attempt::Retry {
+                    error,
+                    at_ms: now + wait,
+                }
+            }
+        };
+        outbox::record(conn, r.id, &outcome, now / 1000)
+    }
+}
