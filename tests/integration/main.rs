@@ -8,6 +8,7 @@ mod callflow;
 mod cli;
 mod export;
 mod hostile;
+mod notify;
 mod outcomes;
 mod promises;
 mod properties;
