@@ -37,7 +37,7 @@ impl ConfigArg {
 enum Command {
     /// Run the daemon in the foreground (systemd runs it so)
     ///
-    /// SIGTERM/SIGINT stop it cleanly; SIGHUP reloads [[numbers]] and [qualify].
+    /// SIGTERM/SIGINT stop it cleanly; SIGHUP reloads [[numbers]], [qualify], [block] and [[notify]].
     Serve {
         #[command(flatten)]
         config: ConfigArg,
