@@ -154,6 +154,17 @@ fn setup_with_an_api_key_and_with_bad_credentials() {
     assert!(text.contains("Twilio refused the credentials"), "{text}");
     assert!(text.contains("error 20003"), "{text}");
     assert!(!text.contains("wrong-secret-123"), "{text}");
+    // A key that works, for an account it does not belong to: Twilio's 404, in words.
+    let other = "ACffffffffffffffffffffffffffffffff";
+    env.write_config(&config(&fake, &key).replace(ACCOUNT, other));
+    let (code, text) = run(&env, &["twilio", "doctor"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "Twilio has no account {other} (HTTP 404, error 20404)"
+        )),
+        "{text}"
+    );
     // Without an account SID: a sentence naming the key.
     env.write_config(&base_config(&format!("public_url = \"{PUBLIC}\"\n")));
     let (code, text) = run(&env, &["twilio", "setup"]);
