@@ -224,11 +224,7 @@ fn healthz(cfg: &Config, c: &mut Check<'_>) {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::rest::agent(Duration::from_secs(5));
     match agent.get(format!("http://{addr}/healthz")).call() {
         Ok(r) if r.status() == 200 => c.ok(&format!("daemon answers /healthz at {addr}")),
         Ok(mut r) => {

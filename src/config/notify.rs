@@ -1,9 +1,9 @@
 //! `[[notify]]`: who hears about calls, and how (webhook, ntfy, email, sms).
 
+use super::is_e164;
 use super::raw::RawNotify;
 use super::secrets::Secret;
 use super::validate::Loader;
-use super::{count, is_e164};
 
 /// A notification event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,6 +149,18 @@ impl Loader<'_> {
         out
     }
 
+    /// A `[[notify]]` secret from `key` or `key_file` (read only when `need`).
+    fn notify_secret(
+        &mut self,
+        key: &str,
+        inline: &Option<String>,
+        file: &Option<String>,
+        need: bool,
+    ) -> Option<Secret> {
+        let s = self.secret("notify", key, inline.clone(), file.clone(), need);
+        self.or(s, None).map(|(s, _)| s)
+    }
+
     fn notify_one(
         &mut self,
         at: &str,
@@ -227,14 +239,7 @@ impl Loader<'_> {
         };
         let kind = match n.kind.as_deref() {
             Some("webhook") => {
-                let secret = self.secret(
-                    "notify",
-                    "secret",
-                    n.secret.clone(),
-                    n.secret_file.clone(),
-                    need,
-                );
-                let secret = self.or(secret, None);
+                let secret = self.notify_secret("secret", &n.secret, &n.secret_file, need);
                 if bad_url(self) {
                     return None;
                 }
@@ -247,7 +252,7 @@ impl Loader<'_> {
                     return None;
                 };
                 match secret {
-                    Some((s, _)) => {
+                    Some(s) => {
                         if standardwebhooks::Webhook::new(s.expose()).is_err() {
                             self.problem(format_args!(
                                 "{at}: `secret` is not a Standard Webhooks secret; write \"whsec_\" followed by base64 (e.g. from `openssl rand -base64 32`)"
@@ -271,14 +276,7 @@ impl Loader<'_> {
                 }
             }
             Some("ntfy") => {
-                let token = self.secret(
-                    "notify",
-                    "token",
-                    n.token.clone(),
-                    n.token_file.clone(),
-                    need,
-                );
-                let token = self.or(token, None).map(|(t, _)| t);
+                let token = self.notify_secret("token", &n.token, &n.token_file, need);
                 if bad_url(self) {
                     return None;
                 }
@@ -293,14 +291,7 @@ impl Loader<'_> {
                 NotifyKind::Ntfy { url, token }
             }
             Some("email") => {
-                let smtp = self.secret(
-                    "notify",
-                    "smtp_url",
-                    n.smtp_url.clone(),
-                    n.smtp_url_file.clone(),
-                    need,
-                );
-                let smtp = self.or(smtp, None).map(|(t, _)| t);
+                let smtp = self.notify_secret("smtp_url", &n.smtp_url, &n.smtp_url_file, need);
                 let to = recipients(self, false);
                 let Some(from) = n.from.clone().filter(|f| f.contains('@')) else {
                     need_key(
@@ -405,7 +396,6 @@ impl Loader<'_> {
             NotifyKind::Email { to, .. } => format!("email {}", to.join(",")),
             NotifyKind::Sms { from, to } => format!("sms {from}>{}", to.join(",")),
         };
-        let _ = count;
         Some(NotifyTarget {
             kind,
             events,

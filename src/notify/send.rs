@@ -118,15 +118,8 @@ pub fn words(event: &str, payload: &str, zone: &str) -> Words {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
-        .http_status_as_error(false)
-        // A redirect is reported, not followed: the URL should be fixed instead.
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .user_agent(concat!("calltrackd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+    // A redirect is reported, not followed: the URL should be fixed instead.
+    crate::rest::agent(TIMEOUT)
 }
 
 /// A transport failure in words that hold no URL (its path may be a secret).

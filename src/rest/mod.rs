@@ -136,16 +136,9 @@ impl Client {
 
     /// A client for `account` at `base`, authenticating as `user` with `secret`.
     pub fn new(base: &str, account: &str, user: &str, secret: &Secret) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .http_status_as_error(false)
-            // Twilio's API does not redirect; following one could carry the
-            // credentials elsewhere.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .user_agent(concat!("calltrackd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        // Twilio's API does not redirect; following one could carry the credentials
+        // elsewhere.
+        let agent = agent(TIMEOUT);
         let basic =
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", secret.expose()));
         let backoff = std::env::var("CALLTRACKD_REST_BACKOFF_MS")
@@ -407,6 +400,20 @@ impl Client {
         )?;
         parse(&text, &what)
     }
+}
+
+/// An HTTP client for calltrackd's outbound requests (the REST API, notifications,
+/// doctor's health check): TLS verified by rustls, `timeout` for the whole request,
+/// status codes handed back (not errors), redirects reported rather than followed.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .user_agent(concat!("calltrackd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, RestError> {

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StorageError;
-use super::schema::open_reader;
+use super::schema::open_reader_since;
 use crate::calls::Call;
 use crate::config::{NotifyEvent, Rules};
 
@@ -188,21 +188,9 @@ pub enum Attempt {
     },
 }
 
-fn reader(db: &Path) -> Result<Connection, StorageError> {
-    let conn = open_reader(db)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 8 {
-        return Err(StorageError::TooOld {
-            path: db.to_path_buf(),
-            version,
-        });
-    }
-    Ok(conn)
-}
-
 /// The outbox (only failed ones with `failed_only`), newest first, at most `limit`.
 pub fn list(db: &Path, failed_only: bool, limit: usize) -> Result<Vec<Notification>, StorageError> {
-    let conn = reader(db)?;
+    let conn = open_reader_since(db, 8)?;
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM notifications {} ORDER BY id DESC LIMIT ?1",
         if failed_only {

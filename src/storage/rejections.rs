@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::StorageError;
-use super::schema::open_reader;
+use super::schema::open_reader_since;
 
 /// How many the database keeps.
 const KEEP: i64 = 50;
@@ -41,14 +41,7 @@ pub(crate) fn store(conn: &mut Connection, list: &[Rejection]) -> Result<(), Sto
 
 /// The refused requests since `since` (Unix seconds), newest first.
 pub fn recent(db: &Path, since: i64) -> Result<Vec<Rejection>, StorageError> {
-    let conn = open_reader(db)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 7 {
-        return Err(StorageError::TooOld {
-            path: db.to_path_buf(),
-            version,
-        });
-    }
+    let conn = open_reader_since(db, 7)?;
     let mut stmt = conn.prepare(
         "SELECT at_unix, url, reason FROM rejected_requests WHERE at_unix >= ?1 ORDER BY id DESC",
     )?;

@@ -390,6 +390,20 @@ pub fn open_reader(path: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
+/// Like [`open_reader`], refusing a database older than schema `min` (the table asked
+/// for is not there yet: the daemon of this version has not opened it).
+pub fn open_reader_since(path: &Path, min: i64) -> Result<Connection, StorageError> {
+    let conn = open_reader(path)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < min {
+        return Err(StorageError::TooOld {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    Ok(conn)
+}
+
 /// Like [`open_reader`], for reading calls: refuses a database not yet upgraded to this
 /// binary's schema (its rows lack columns).
 pub fn open_calls_reader(path: &Path) -> Result<Connection, StorageError> {

@@ -78,6 +78,16 @@ fn outbox(env: &Env, sql: &str) -> i64 {
     count(&env.db(), sql)
 }
 
+/// Waits (up to 10 s) until `sql` counts `want`: the daemon records an attempt just
+/// after the receiver has it.
+fn eventually(env: &Env, sql: &str, want: i64) {
+    let start = Instant::now();
+    while outbox(env, sql) != want && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(outbox(env, sql), want, "{sql}");
+}
+
 #[test]
 fn signed_webhooks_and_ntfy_arrive_once_per_event_and_follow_their_filters() {
     let hook = PyReceiver::webhook(&secret(), None, 0);
@@ -177,12 +187,10 @@ fn signed_webhooks_and_ntfy_arrive_once_per_event_and_follow_their_filters() {
 
     // The outbox: one row per (call, event, target), all sent.
     assert_eq!(outbox(&env, "SELECT count(*) FROM notifications"), 7);
-    assert_eq!(
-        outbox(
-            &env,
-            "SELECT count(*) FROM notifications WHERE state = 'sent'"
-        ),
-        7
+    eventually(
+        &env,
+        "SELECT count(*) FROM notifications WHERE state = 'sent'",
+        7,
     );
     // Secrets and bodies stay out of the log.
     let log = d.log_text();
@@ -241,12 +249,10 @@ fn a_receiver_down_then_failing_then_back_gets_each_message_once_with_the_same_i
         "{}",
         d.log_text()
     );
-    assert_eq!(
-        outbox(
-            &env,
-            "SELECT count(*) FROM notifications WHERE state = 'sent' AND attempts >= 5"
-        ),
-        1
+    eventually(
+        &env,
+        "SELECT count(*) FROM notifications WHERE state = 'sent' AND attempts >= 5",
+        1,
     );
 }
 
@@ -287,12 +293,10 @@ fn kill_9_between_commit_and_delivery_delivers_after_restart_and_invents_nothing
         ]
     );
     assert_eq!(outbox(&env, "SELECT count(*) FROM notifications"), 4);
-    assert_eq!(
-        outbox(
-            &env,
-            "SELECT count(*) FROM notifications WHERE state = 'sent'"
-        ),
-        4
+    eventually(
+        &env,
+        "SELECT count(*) FROM notifications WHERE state = 'sent'",
+        4,
     );
     drop(d);
 }
@@ -309,6 +313,16 @@ fn after_24_hours_a_notification_is_given_up_then_notify_retry_sends_it() {
         "{}",
         d.log_text()
     );
+    // The attempt is recorded just after its log line.
+    let start = Instant::now();
+    while outbox(
+        &env,
+        "SELECT count(*) FROM notifications WHERE attempts = 1",
+    ) == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(d);
     // 25 hours later (the daemon's notification clock moved forward).
     let d = Daemon::start(
