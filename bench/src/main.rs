@@ -91,6 +91,11 @@ struct IngestArgs {
     /// round, alternating with the others, and report calltrackd / previous
     #[arg(long, value_name = "PATH")]
     previous: Option<PathBuf>,
+    /// Also measure calltrackd with a [[notify]] webhook target (every call final and
+    /// qualified: two outbox rows and two deliveries per request, to a local sink) in
+    /// every round, and report notifying / calltrackd
+    #[arg(long)]
+    notify: bool,
 }
 
 #[derive(Args)]
@@ -489,7 +494,7 @@ fn write_config(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn start_daemon(workers: usize, token: &str, binary: &Path) -> Result<Daemon, String> {
+fn start_daemon(workers: usize, token: &str, binary: &Path, extra: &str) -> Result<Daemon, String> {
     let dir = std::env::temp_dir().join(format!("calltrackd-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -497,7 +502,7 @@ fn start_daemon(workers: usize, token: &str, binary: &Path) -> Result<Daemon, St
     write_config(
         &cfg,
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"{token}\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"bench\"\nforward_to = \"+15558675309\"\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n[storage]\npath = \"calls.db\"\n[twilio]\nauth_token = \"{token}\"\n[[numbers]]\nnumber = \"+18005551212\"\nuser = \"bench\"\nforward_to = \"+15558675309\"\n{extra}"
         ),
     )?;
     let (child, addr) = spawn_daemon_with(binary, &cfg)?;
@@ -623,7 +628,15 @@ fn measure(
                 "previous" => o.previous.clone().ok_or("no --previous")?,
                 _ => sibling_binary()?,
             };
-            let d = start_daemon(o.workers, token, &binary)?;
+            let extra = if kind == "notifying" {
+                let (sink, _) = bare_server(4)?;
+                format!(
+                    "[[notify]]\nkind = \"webhook\"\nevents = [\"call.completed\", \"call.qualified\"]\nurl = \"http://{sink}/hook\"\nsecret = \"whsec_YmVuY2gtc2lnbmluZy1rZXktMDEyMzQ1Njc4OWFi\"\n"
+                )
+            } else {
+                String::new()
+            };
+            let d = start_daemon(o.workers, token, &binary, &extra)?;
             let idle = wait_idle_rss(d.child.id());
             (d.addr, Some(idle), None, Some(d))
         }
@@ -661,6 +674,9 @@ fn ingest(o: &IngestArgs) -> Result<(), String> {
     let mut kinds = vec!["bare", "durable", "calltrackd"];
     if o.previous.is_some() {
         kinds.push("previous");
+    }
+    if o.notify {
+        kinds.push("notifying");
     }
     let mut all: HashMap<&str, Vec<Figures>> = HashMap::new();
     let mut rss: Vec<(u64, u64)> = Vec::new();
@@ -716,6 +732,12 @@ fn ingest(o: &IngestArgs) -> Result<(), String> {
                     .collect(),
                 3
             )
+        );
+    }
+    if o.notify {
+        println!(
+            "  notifying / calltrackd     = {} of the rate (per round)",
+            spread(ratio("notifying", "calltrackd"), 3)
         );
     }
     println!(

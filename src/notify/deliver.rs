@@ -49,7 +49,10 @@ struct Dispatcher {
     rules: Arc<RwLock<Arc<Rules>>>,
     metrics: Arc<Metrics>,
     workers: HashMap<String, Sender<Job>>,
+    /// Handed to a worker and not yet recorded: not handed out again.
     in_flight: HashSet<i64>,
+    /// Finished attempts waiting to be recorded (all in one transaction per tick).
+    finished: Vec<(i64, Attempt)>,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
     db: PathBuf,
@@ -65,6 +68,7 @@ impl Dispatcher {
             metrics,
             workers: HashMap::new(),
             in_flight: HashSet::new(),
+            finished: Vec::new(),
             done_tx,
             done_rx,
         }
@@ -76,7 +80,14 @@ impl Dispatcher {
         let mut complained = false;
         loop {
             if conn.is_none() {
-                match open_side_writer(&self.db) {
+                // A lost "sent" mark (power cut) only means the message goes again,
+                // with the same webhook-id: this connection's commits need no fsync
+                // of their own (the writer's next commit makes them durable).
+                let opened = open_side_writer(&self.db).and_then(|c| {
+                    c.execute_batch("PRAGMA synchronous = NORMAL")?;
+                    Ok(c)
+                });
+                match opened {
                     Ok(c) => {
                         conn = Some(c);
                         complained = false;
@@ -108,8 +119,22 @@ impl Dispatcher {
     /// Records finished attempts, then hands out what is due.
     fn tick(&mut self, conn: &rusqlite::Connection) -> Result<(), crate::storage::StorageError> {
         while let Ok(d) = self.done_rx.try_recv() {
-            self.in_flight.remove(&d.row.id);
-            self.finish(conn, d)?;
+            let id = d.row.id;
+            let attempt = self.finish(d);
+            self.finished.push((id, attempt));
+        }
+        if !self.finished.is_empty() {
+            // One transaction for every attempt that finished since the last tick;
+            // until it commits, those rows stay in flight (never sent twice).
+            let now = now_ms() / 1000;
+            let tx = conn.unchecked_transaction()?;
+            for (id, attempt) in &self.finished {
+                outbox::record(&tx, *id, attempt, now)?;
+            }
+            tx.commit()?;
+            for (id, _) in self.finished.drain(..) {
+                self.in_flight.remove(&id);
+            }
         }
         let now = now_ms();
         let rules = self
@@ -188,16 +213,13 @@ impl Dispatcher {
         tx
     }
 
-    fn finish(
-        &self,
-        conn: &rusqlite::Connection,
-        d: Done,
-    ) -> Result<(), crate::storage::StorageError> {
+    /// What a finished attempt comes to (logged and counted here, recorded by `tick`).
+    fn finish(&self, d: Done) -> Attempt {
         let now = now_ms();
         let r = &d.row;
         let to = notify_label(&r.target);
         let attempt = r.attempts + 1;
-        let outcome = match d.result {
+        match d.result {
             Ok(()) => {
                 log::info!(
                     "notify: {} for call {} sent to {to} (attempt {attempt})",
@@ -231,7 +253,6 @@ impl Dispatcher {
                     at_ms: now + wait,
                 }
             }
-        };
-        outbox::record(conn, r.id, &outcome, now / 1000)
+        }
     }
 }

@@ -117,9 +117,15 @@ pub fn words(event: &str, payload: &str, zone: &str) -> Words {
     }
 }
 
+thread_local! {
+    /// One client per sending thread (each target has its own): connections to a
+    /// receiver are kept and reused between messages.
+    static AGENT: ureq::Agent = crate::rest::agent(TIMEOUT);
+}
+
+/// This thread's client (a redirect is reported, not followed: fix the URL instead).
 fn agent() -> ureq::Agent {
-    // A redirect is reported, not followed: the URL should be fixed instead.
-    crate::rest::agent(TIMEOUT)
+    AGENT.with(ureq::Agent::clone)
 }
 
 /// A transport failure in words that hold no URL (its path may be a secret).
