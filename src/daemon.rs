@@ -170,6 +170,7 @@ pub fn serve(cfg: Config, env: Env) -> Result<(), ServeError> {
     let (notify_stop, notify_stopped) = channel::<()>();
     let notifier = crate::notify::deliver::start(
         &cfg,
+        app.store.clone(),
         Arc::clone(&rules),
         Arc::clone(&metrics),
         notify_stopped,

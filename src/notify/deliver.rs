@@ -1,8 +1,9 @@
 //! The daemon's delivery thread: sends what the outbox holds when it is due, one worker
 //! thread per target (a receiver that hangs or answers slowly holds up only its own
-//! messages), and records each attempt. It reads and updates the outbox through a
-//! connection of its own, one short statement at a time, so webhooks never wait on a
-//! receiver.
+//! messages), and has each attempt recorded. It only reads the database (a connection
+//! per look); the attempts are recorded by the writer thread with its next batch, so
+//! the writer stays the one connection that writes and webhooks never wait on a lock
+//! held for a receiver.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,10 +15,10 @@ use super::send::{Outgoing, send};
 use super::{now_ms, retry_delay_ms};
 use crate::config::{Config, NotifyTarget, Rules, notify_label};
 use crate::metrics::Metrics;
-use crate::storage::open_side_writer;
 use crate::storage::outbox::{self, Attempt, Notification};
+use crate::storage::{StorageError, Store, open_reader};
 
-/// How often the outbox is looked at when nothing else wakes the thread.
+/// How often the outbox is looked at.
 const POLL: Duration = Duration::from_millis(250);
 
 struct Job {
@@ -31,9 +32,13 @@ struct Done {
     result: Result<(), String>,
 }
 
+/// Attempts handed to the writer, and whether it recorded them.
+type Recorded = (Vec<(i64, Attempt)>, bool);
+
 /// Starts the thread; it stops when `stop`'s sender is dropped.
 pub fn start(
     cfg: &Config,
+    store: Store,
     rules: Arc<RwLock<Arc<Rules>>>,
     metrics: Arc<Metrics>,
     stop: Receiver<()>,
@@ -41,34 +46,49 @@ pub fn start(
     let cfg = Arc::new(cfg.clone());
     std::thread::Builder::new()
         .name("notify".into())
-        .spawn(move || Dispatcher::new(cfg, rules, metrics).run(stop))
+        .spawn(move || Dispatcher::new(cfg, store, rules, metrics).run(stop))
 }
 
 struct Dispatcher {
     cfg: Arc<Config>,
+    store: Store,
     rules: Arc<RwLock<Arc<Rules>>>,
     metrics: Arc<Metrics>,
     workers: HashMap<String, Sender<Job>>,
     /// Handed to a worker and not yet recorded: not handed out again.
     in_flight: HashSet<i64>,
-    /// Finished attempts waiting to be recorded (all in one transaction per tick).
+    /// Finished attempts not yet handed to the writer.
     finished: Vec<(i64, Attempt)>,
+    /// A list handed to the writer is not answered yet.
+    recording: bool,
+    recorded_tx: Sender<Recorded>,
+    recorded_rx: Receiver<Recorded>,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
     db: PathBuf,
 }
 
 impl Dispatcher {
-    fn new(cfg: Arc<Config>, rules: Arc<RwLock<Arc<Rules>>>, metrics: Arc<Metrics>) -> Dispatcher {
+    fn new(
+        cfg: Arc<Config>,
+        store: Store,
+        rules: Arc<RwLock<Arc<Rules>>>,
+        metrics: Arc<Metrics>,
+    ) -> Dispatcher {
         let (done_tx, done_rx) = channel();
+        let (recorded_tx, recorded_rx) = channel();
         Dispatcher {
             db: cfg.storage_path.clone(),
             cfg,
+            store,
             rules,
             metrics,
             workers: HashMap::new(),
             in_flight: HashSet::new(),
             finished: Vec::new(),
+            recording: false,
+            recorded_tx,
+            recorded_rx,
             done_tx,
             done_rx,
         }
@@ -76,76 +96,85 @@ impl Dispatcher {
 
     fn run(mut self, stop: Receiver<()>) {
         crate::http::lower_priority();
-        let mut conn = None;
         let mut complained = false;
         loop {
-            if conn.is_none() {
-                // A lost "sent" mark (power cut) only means the message goes again,
-                // with the same webhook-id: this connection's commits need no fsync
-                // of their own (the writer's next commit makes them durable).
-                let opened = open_side_writer(&self.db).and_then(|c| {
-                    c.execute_batch("PRAGMA synchronous = NORMAL")?;
-                    Ok(c)
-                });
-                match opened {
-                    Ok(c) => {
-                        conn = Some(c);
-                        complained = false;
-                    }
-                    // Said once until it works again: the webhook path logs its own.
-                    Err(e) if !complained => {
-                        log::warn!("notify: outbox not available ({e}); trying again");
-                        complained = true;
-                    }
-                    Err(_) => {}
+            match self.tick() {
+                Ok(()) => complained = false,
+                // Said once until it works again: the webhook path logs its own.
+                Err(e) if !complained => {
+                    log::warn!("notify: outbox not readable ({e}); trying again");
+                    complained = true;
                 }
-            }
-            if let Some(c) = &conn
-                && let Err(e) = self.tick(c)
-            {
-                if !complained {
-                    log::warn!("notify: outbox: {e}; trying again");
-                    complained = e.trouble().is_some();
-                }
-                conn = None;
+                Err(_) => {}
             }
             match stop.recv_timeout(POLL) {
                 Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
+                _ => {
+                    // What finished meanwhile is recorded before the writer stops.
+                    self.collect();
+                    self.hand_to_writer();
+                    return;
+                }
             }
         }
     }
 
-    /// Records finished attempts, then hands out what is due.
-    fn tick(&mut self, conn: &rusqlite::Connection) -> Result<(), crate::storage::StorageError> {
+    /// Takes the finished attempts and the writer's answers.
+    fn collect(&mut self) {
         while let Ok(d) = self.done_rx.try_recv() {
             let id = d.row.id;
             let attempt = self.finish(d);
             self.finished.push((id, attempt));
         }
-        if !self.finished.is_empty() {
-            // One transaction for every attempt that finished since the last tick;
-            // until it commits, those rows stay in flight (never sent twice).
-            let now = now_ms() / 1000;
-            let tx = conn.unchecked_transaction()?;
-            for (id, attempt) in &self.finished {
-                outbox::record(&tx, *id, attempt, now)?;
-            }
-            tx.commit()?;
-            for (id, _) in self.finished.drain(..) {
-                self.in_flight.remove(&id);
+        while let Ok((list, ok)) = self.recorded_rx.try_recv() {
+            self.recording = false;
+            if ok {
+                for (id, _) in list {
+                    self.in_flight.remove(&id);
+                }
+            } else {
+                // Not recorded: offered to the writer again (never sent twice).
+                self.finished.extend(list);
             }
         }
+    }
+
+    /// Hands the finished attempts to the writer, one list at a time.
+    fn hand_to_writer(&mut self) {
+        if self.recording || self.finished.is_empty() {
+            return;
+        }
+        let list = std::mem::take(&mut self.finished);
+        let answer = self.recorded_tx.clone();
+        let copy = list.clone();
+        self.recording = true;
+        self.store.record_attempts(
+            list,
+            Box::new(move |ok| {
+                let _ = answer.send((copy, ok));
+            }),
+        );
+    }
+
+    /// Records what finished, then hands out what is due.
+    fn tick(&mut self) -> Result<(), StorageError> {
+        self.collect();
+        self.hand_to_writer();
         let now = now_ms();
+        let due = {
+            let conn = open_reader(&self.db)?;
+            outbox::due(&conn, now, 256)?
+        };
         let rules = self
             .rules
             .read()
             .map(|r| Arc::clone(&r))
             .unwrap_or_else(|e| Arc::clone(&e.into_inner()));
-        for row in outbox::due(conn, now, 256)? {
+        for row in due {
             if self.in_flight.contains(&row.id) {
                 continue;
             }
+            self.in_flight.insert(row.id);
             let Some(target) = rules.notify.iter().find(|t| t.key == row.target).cloned() else {
                 let error = "its [[notify]] target is no longer in the config".to_owned();
                 log::error!(
@@ -154,11 +183,10 @@ impl Dispatcher {
                     row.call_sid,
                     notify_label(&row.target)
                 );
-                outbox::record(conn, row.id, &Attempt::Failed { error }, now / 1000)?;
+                self.finished.push((row.id, Attempt::Failed { error }));
                 continue;
             };
             let tx = self.worker(&target);
-            self.in_flight.insert(row.id);
             if let Err(e) = tx.send(Job { row, target }) {
                 // The worker died (it never should): start a new one next time.
                 self.in_flight.remove(&e.0.row.id);

@@ -59,7 +59,7 @@ pub(crate) use callrow::{CALL_COLUMNS, call_from_row};
 pub use checkpoint::wal_size;
 pub use error::{StorageError, Trouble};
 pub use requalify::{Change, Pace, Requalified, requalify};
-pub use schema::{SCHEMA_VERSION, open_calls_reader, open_reader, open_side_writer, open_writer};
+pub use schema::{SCHEMA_VERSION, open_calls_reader, open_reader, open_writer};
 
 /// How long a health check waits for the writer to answer.
 const HEALTH_WAIT: Duration = Duration::from_secs(5);
@@ -125,6 +125,8 @@ pub(crate) fn answer(done: Done, result: Result<Outcome, StorageError>) {
 pub(crate) enum Msg {
     Write(Box<NewEvent>, Done),
     Rejected(rejections::Rejection),
+    /// Notification attempts to record; told whether they were.
+    Attempts(Vec<(i64, outbox::Attempt)>, Box<dyn FnOnce(bool) + Send>),
     Health(SyncSender<Health>),
     /// Store what came before, then stop (even while other handles remain).
     Stop,
@@ -217,6 +219,20 @@ impl Store {
             url: url.to_owned(),
             reason: reason.to_owned(),
         }));
+    }
+
+    /// Records the delivery thread's finished attempts with the next batch (the writer
+    /// stays the only connection that writes); `done` is told whether they were.
+    pub fn record_attempts(
+        &self,
+        attempts: Vec<(i64, outbox::Attempt)>,
+        done: Box<dyn FnOnce(bool) + Send>,
+    ) {
+        if let Err(std::sync::mpsc::SendError(Msg::Attempts(_, done))) =
+            self.tx.send(Msg::Attempts(attempts, done))
+        {
+            done(false);
+        }
     }
 
     /// Whether the database can take writes right now.

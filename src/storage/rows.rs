@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::callers::{Place, View, count_priors, new_call_place, refresh_later};
 use super::callrow::{CALL_COLUMN_COUNT, CALL_COLUMNS, Stored, call_from_row, write_call};
+use super::outbox::Attempt;
 use super::{NewEvent, Outcome, Pending, StorageError};
 use crate::calls::{self, Call, CallOutcome, Decided, Summary};
 use crate::clock::rfc3339_ms;
@@ -14,12 +15,17 @@ use crate::twilio::{Answer, Facts, Kind};
 /// no savepoints; if one request fails to apply, the batch is rolled back and redone with
 /// each request in its own savepoint, so that request fails alone. A failed commit fails
 /// them all.
+/// The notification attempts ride along in the same transaction, in a savepoint of
+/// their own (a failure there costs the webhooks nothing); the flag says whether they
+/// were recorded.
 pub(crate) fn apply_batch(
     conn: &mut Connection,
     writes: &[Pending],
-) -> Result<Vec<Result<Outcome, StorageError>>, StorageError> {
+    attempts: &[(i64, Attempt)],
+) -> Result<(Vec<Result<Outcome, StorageError>>, bool), StorageError> {
     {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let recorded = record_attempts(&mut tx, attempts);
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut all_ok = true;
         for (ev, _) in writes {
@@ -33,11 +39,12 @@ pub(crate) fn apply_batch(
         }
         if all_ok {
             tx.commit()?;
-            return Ok(outcomes);
+            return Ok((outcomes, recorded));
         }
         tx.rollback()?;
     }
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let recorded = record_attempts(&mut tx, attempts);
     let mut outcomes = Vec::with_capacity(writes.len());
     for (ev, _) in writes {
         let mut sp = tx.savepoint()?;
@@ -55,7 +62,26 @@ pub(crate) fn apply_batch(
         }
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok((outcomes, recorded))
+}
+
+/// Records the delivery thread's finished attempts in a savepoint; false if they
+/// could not be (they stay in flight and are offered again).
+fn record_attempts(tx: &mut rusqlite::Transaction<'_>, attempts: &[(i64, Attempt)]) -> bool {
+    if attempts.is_empty() {
+        return true;
+    }
+    let now = crate::notify::now_ms().div_euclid(1000);
+    let Ok(sp) = tx.savepoint() else {
+        return false;
+    };
+    for (id, a) in attempts {
+        if let Err(e) = super::outbox::record(&sp, *id, a, now) {
+            log::warn!("notify: outbox attempt not recorded: {e}");
+            return false; // the savepoint rolls back when dropped
+        }
+    }
+    sp.commit().is_ok()
 }
 
 /// Stores one request: the lookup of its CallSid, the index lookup that tells a

@@ -267,29 +267,6 @@ pub(crate) fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, Stora
     Ok(conn)
 }
 
-/// Opens a second read-write connection to a database the writer has set up (the
-/// notification outbox's): no creation, no migration, and refused (`ReadOnly`) rather
-/// than kept read-only, so it never holds a read-only handle on a file that becomes
-/// writable again.
-pub fn open_side_writer(path: &Path) -> Result<Connection, StorageError> {
-    let conn = connect(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    if conn.is_readonly(rusqlite::MAIN_DB)? {
-        return Err(StorageError::ReadOnly);
-    }
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version != SCHEMA_VERSION {
-        return Err(StorageError::TooOld {
-            path: path.to_path_buf(),
-            version,
-        });
-    }
-    conn.execute_batch("PRAGMA synchronous = FULL;")?;
-    Ok(conn)
-}
-
 /// Opens the writer connection: WAL, `synchronous=FULL`, schema migrated.
 pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     create_private(path)?;

@@ -12,9 +12,13 @@ use rusqlite::Connection;
 use crate::clock::now_rfc3339_ms;
 
 use super::checkpoint::checkpoint_loop;
+use super::outbox::Attempt;
 use super::rows::apply_batch;
 use super::schema::open_writer;
 use super::{BatchObserver, Health, Msg, Pending, StorageError, answer};
+
+/// A list of attempts and who waits to hear they were recorded.
+type Attempts = (Vec<(i64, Attempt)>, Box<dyn FnOnce(bool) + Send>);
 
 /// How many queued requests one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -83,12 +87,14 @@ impl Writer {
             let mut writes = Vec::new();
             let mut health = Vec::new();
             let mut refused = Vec::new();
+            let mut attempts = Vec::new();
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
                     Msg::Write(ev, done) => writes.push((ev, done)),
                     Msg::Health(reply) => health.push(reply),
                     Msg::Rejected(r) => refused.push(r),
+                    Msg::Attempts(list, done) => attempts.push((list, done)),
                     Msg::Stop => {
                         stop = true;
                         break;
@@ -98,8 +104,8 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            if !writes.is_empty() {
-                self.write_batch(writes);
+            if !writes.is_empty() || !attempts.is_empty() {
+                self.write_batch(writes, attempts);
                 if !self.failing
                     && let Some(p) = &self.poke
                 {
@@ -168,16 +174,32 @@ impl Writer {
         Err(e)
     }
 
-    fn write_batch(&mut self, writes: Vec<Pending>) {
+    fn write_batch(&mut self, writes: Vec<Pending>, attempts: Vec<Attempts>) {
         let started = Instant::now();
         let size = writes.len();
+        let all: Vec<(i64, Attempt)> = attempts
+            .iter()
+            .flat_map(|(a, _)| a.iter().cloned())
+            .collect();
         let result = self
             .connection()
-            .and_then(|conn| apply_batch(conn, &writes))
+            .and_then(|conn| apply_batch(conn, &writes, &all))
             .and_then(|outcomes| self.check_identity().map(|()| outcomes));
         let ok = result.is_ok();
+        let recorded = matches!(result, Ok((_, true)));
+        for (_, done) in attempts {
+            let call = std::panic::AssertUnwindSafe(move || done(recorded));
+            let _ = std::panic::catch_unwind(call);
+        }
+        if size == 0 {
+            // Only attempts: no request to answer, nothing to count.
+            if result.is_err() {
+                self.conn = None;
+            }
+            return;
+        }
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, _)) => {
                 // Nothing stored (each request failed in its own savepoint, as all do
                 // on a read-only file) is a failing database, not bad requests: reopen
                 // it next time, or a database made writable again stays unused.
