@@ -15,6 +15,7 @@ use crate::twilio::{Answer, Facts, Kind};
 /// no savepoints; if one request fails to apply, the batch is rolled back and redone with
 /// each request in its own savepoint, so that request fails alone. A failed commit fails
 /// them all.
+///
 /// The notification attempts ride along in the same transaction, in a savepoint of
 /// their own (a failure there costs the webhooks nothing); the flag says whether they
 /// were recorded.
