@@ -196,14 +196,19 @@ impl Loader<'_> {
             ));
         };
         let url = n.url.clone().map(|u| u.trim().to_owned());
-        let bad_url = |ld: &mut Self| {
-            if let Some(u) = &url
-                && !http_url(u)
-            {
-                ld.problem(format_args!("{at}: `url` is not an http(s):// URL"));
-                return true;
+        // The `url` webhook and ntfy need: present and http(s).
+        let the_url = |ld: &mut Self, example: &str| -> Option<String> {
+            match &url {
+                Some(u) if http_url(u) => Some(u.clone()),
+                Some(_) => {
+                    ld.problem(format_args!("{at}: `url` is not an http(s):// URL"));
+                    None
+                }
+                None => {
+                    need_key(ld, "url", example);
+                    None
+                }
             }
-            false
         };
         let recipients = |ld: &mut Self, phone: bool| -> Vec<String> {
             let list = n.to.clone().unwrap_or_default();
@@ -240,17 +245,10 @@ impl Loader<'_> {
         let kind = match n.kind.as_deref() {
             Some("webhook") => {
                 let secret = self.notify_secret("secret", &n.secret, &n.secret_file, need);
-                if bad_url(self) {
-                    return None;
-                }
-                let Some(url) = url else {
-                    need_key(
-                        self,
-                        "url",
-                        "url = \"https://crm.example.com/hooks/calls\" (the receiver)",
-                    );
-                    return None;
-                };
+                let url = the_url(
+                    self,
+                    "url = \"https://crm.example.com/hooks/calls\" (the receiver)",
+                )?;
                 match secret {
                     Some(s) => {
                         if standardwebhooks::Webhook::new(s.expose()).is_err() {
@@ -277,17 +275,7 @@ impl Loader<'_> {
             }
             Some("ntfy") => {
                 let token = self.notify_secret("token", &n.token, &n.token_file, need);
-                if bad_url(self) {
-                    return None;
-                }
-                let Some(url) = url else {
-                    need_key(
-                        self,
-                        "url",
-                        "url = \"https://ntfy.sh/your-topic\" (the topic URL)",
-                    );
-                    return None;
-                };
+                let url = the_url(self, "url = \"https://ntfy.sh/your-topic\" (the topic URL)")?;
                 NotifyKind::Ntfy { url, token }
             }
             Some("email") => {

@@ -565,6 +565,14 @@ fn notify_config_errors_name_the_key() {
             "has no `secret`",
         ),
         (
+            "[[notify]]\nkind = \"ntfy\"\nevents = [\"call.missed\"]\nurl = \"ftp://ntfy.sh/x\"\n",
+            "`url` is not an http(s):// URL",
+        ),
+        (
+            "[[notify]]\nkind = \"ntfy\"\nevents = [\"call.missed\"]\n",
+            "has no `url`",
+        ),
+        (
             "[[notify]]\nkind = \"pager\"\nevents = [\"call.missed\"]\n",
             "unknown kind \"pager\"",
         ),
