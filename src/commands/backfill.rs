@@ -13,9 +13,10 @@ use crate::export::parse_bound;
 use crate::rest::Client;
 use crate::storage;
 
-/// One line per call recorded or finished.
+/// One line per call recorded or finished (what the Calls API said, escaped: it is
+/// printed to a terminal).
 pub fn call_line(verb: &str, c: &Call) -> String {
-    format!(
+    let line = format!(
         "{verb} {}  {} -> {}  user {:?}  started {}  status {}  outcome {}",
         c.call_sid,
         c.caller,
@@ -24,7 +25,8 @@ pub fn call_line(verb: &str, c: &Call) -> String {
         crate::clock::rfc3339_ms(c.started_at * 1000),
         c.status,
         CallOutcome::label(c.outcome)
-    )
+    );
+    crate::logging::escaped(&line).into_owned()
 }
 
 /// Runs it.

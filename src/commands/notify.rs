@@ -59,7 +59,12 @@ pub fn test(config: &Path, out: &mut dyn Write) -> Result<(), CliError> {
             }
             Err(e) => {
                 failed += 1;
-                let _ = writeln!(out, "FAIL  {}: {e}", notify_label(&t.key));
+                let _ = writeln!(
+                    out,
+                    "FAIL  {}: {}",
+                    notify_label(&t.key),
+                    crate::logging::escaped(&e)
+                );
             }
         }
     }
@@ -97,7 +102,8 @@ pub fn list(config: &Path, failed_only: bool, out: &mut dyn Write) -> Result<(),
             notify_label(&r.target),
             r.attempts,
             when(r.created_at),
-            r.last_error.as_deref().unwrap_or("")
+            // An upstream server's words: no control character reaches the terminal.
+            crate::logging::escaped(r.last_error.as_deref().unwrap_or(""))
         );
     }
     let _ = writeln!(out, "{} notification(s)", rows.len());
@@ -146,8 +152,9 @@ pub fn retry(config: &Path, id: i64, out: &mut dyn Write) -> Result<(), CliError
         Err(error) => {
             let _ = writeln!(
                 out,
-                "FAIL  notification {id} to {}: {error}",
-                notify_label(&row.target)
+                "FAIL  notification {id} to {}: {}",
+                notify_label(&row.target),
+                crate::logging::escaped(&error)
             );
             outbox::record(
                 &conn,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::CliError;
 use crate::config::{Config, Env, Needs, NumberRule};
+use crate::logging::escaped;
 use crate::rest::{Client, IncomingNumber, RestError};
 use crate::storage;
 
@@ -52,8 +53,14 @@ fn wanted(n: &IncomingNumber, rule: &NumberRule, url: &str) -> Vec<(&'static str
     out
 }
 
-fn shown(v: &str) -> &str {
-    if v.is_empty() { "(empty)" } else { v }
+/// A value Twilio (or a request) gave, as printed: control characters escaped, so an
+/// account's or a client's text cannot drive the terminal.
+fn shown(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.is_empty() {
+        "(empty)".into()
+    } else {
+        escaped(v)
+    }
 }
 
 /// `twilio setup [--dry-run]`.
@@ -112,8 +119,9 @@ pub fn setup(config: &Path, dry_run: bool, out: &mut dyn Write) -> Result<(), Cl
         if let Some(app) = n.voice_application_sid.as_deref().filter(|a| !a.is_empty()) {
             let _ = writeln!(
                 out,
-                "{}: note: voice application {app} is set and takes precedence over VoiceUrl; remove it in the console",
-                rule.number
+                "{}: note: voice application {} is set and takes precedence over VoiceUrl; remove it in the console",
+                rule.number,
+                shown(app)
             );
         }
         if !dry_run {
@@ -194,8 +202,8 @@ pub fn doctor(config: &Path, out: &mut dyn Write) -> Result<(), CliError> {
             Ok(acct) => {
                 c.ok(&format!(
                     "credentials work for account {} ({})",
-                    acct.sid,
-                    acct.status.as_deref().unwrap_or("status unknown")
+                    shown(&acct.sid),
+                    shown(acct.status.as_deref().unwrap_or("status unknown"))
                 ));
                 for rule in numbers(&cfg) {
                     number_checks(&client, rule, url.as_deref(), &mut c);
@@ -258,7 +266,11 @@ fn number_checks(client: &Client, rule: &NumberRule, url: Option<&str>, c: &mut 
                 );
             }
         };
-    c.ok(&format!("{} is in the account ({})", rule.number, n.sid));
+    c.ok(&format!(
+        "{} is in the account ({})",
+        rule.number,
+        shown(&n.sid)
+    ));
     if let Some(url) = url {
         let pairs = [
             ("voice URL", n.voice_url.as_deref(), url),
@@ -283,7 +295,7 @@ fn number_checks(client: &Client, rule: &NumberRule, url: Option<&str>, c: &mut 
         }
     }
     match n.voice_fallback_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(f) => c.ok(&format!("{}: voice fallback URL is set ({f})", rule.number)),
+        Some(f) => c.ok(&format!("{}: voice fallback URL is set ({})", rule.number, shown(f))),
         None => c.problem(
             &format!("{}: no voice fallback URL: calls fail while calltrackd is down", rule.number),
             "run `calltrackd check-config --fallback-twiml`, put the number's TwiML in a TwiML Bin, and set the Bin's URL as the number's \"Primary handler fails\" URL in the console",
@@ -308,8 +320,8 @@ fn rejected(cfg: &Config, url: Option<&str>, c: &mut Check<'_>) {
                 what.push_str(&format!(
                     "\n           {}  checked against {}  ({})",
                     crate::clock::rfc3339_ms(r.at_unix * 1000),
-                    r.url,
-                    r.reason
+                    shown(&r.url),
+                    shown(&r.reason)
                 ));
             }
             let fix = match url {

@@ -39,7 +39,7 @@ pub struct Seen {
     pub status: u16,
 }
 
-/// An answer forced on the next request.
+/// An answer forced on the next request (status 200: an HTML page instead of JSON).
 #[derive(Debug, Clone, Copy)]
 pub struct Fault {
     pub status: u16,
@@ -318,6 +318,8 @@ fn serve(spec: &Value, state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
     };
     let mut st = state.lock().unwrap();
     let (status, v, retry_after) = match st.faults.pop_front() {
+        // A "fault" of 200: a proxy's error page where JSON should be.
+        Some(f) if f.status == 200 => (200, Value::Null, None),
         Some(f) => {
             let (s, v) = twilio_error(
                 f.status,
@@ -348,7 +350,12 @@ fn serve(spec: &Value, state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
         status,
     });
     drop(st);
-    let mut resp = tiny_http::Response::from_string(v.to_string())
+    let text = if v.is_null() {
+        "<html><body>502 Bad Gateway</body></html>".to_owned()
+    } else {
+        v.to_string()
+    };
+    let mut resp = tiny_http::Response::from_string(text)
         .with_status_code(status)
         .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap());
     if let Some(s) = retry_after {

@@ -582,3 +582,62 @@ fn reconcile_inside_the_daemon_records_what_it_missed_while_down() {
     assert!(!d.log_text().contains(TOKEN));
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn backfill_escapes_what_the_api_says_and_fails_cleanly_on_garbage_or_no_api() {
+    let fake = Fake::start();
+    let now = chrono::Utc::now().timestamp();
+    // A caller "number" that is a spreadsheet formula with a terminal escape in it.
+    let hostile = "=cmd|' /C calc'!A0\u{1b}[2J";
+    fake.add_call(
+        &format!("CA{:032x}", 7),
+        None,
+        hostile,
+        TRACKING_NO_FORWARD,
+        "inbound",
+        "completed",
+        now - 100,
+        Some(now - 90),
+        Some(10),
+    );
+    let env = Env::new(&config(&fake, ""));
+    let (code, text) = run(&env, &["backfill"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "a raw escape reached the terminal: {text:?}"
+    );
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    let o = env.run(&["export", "--config", env.config().to_str().unwrap()]);
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(csv.contains(",'=cmd|"), "the cell cannot run: {csv}");
+
+    // An HTML error page where JSON should be: one sentence, exit 1, nothing stored.
+    let events = count(&env.db(), "SELECT count(*) FROM events");
+    fake.fault(200, None);
+    let (code, text) = run(&env, &["backfill"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("could not be read"), "{text}");
+    assert_eq!(count(&env.db(), "SELECT count(*) FROM events"), events);
+
+    // No API at all: after the retries, a sentence naming api_base.
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        crate::notify::receivers::closed_port()
+    );
+    env.write_config(&config(&fake, "").replace(&fake.base, &dead));
+    let cfg = env.config();
+    let o = std::process::Command::new(bin())
+        .args(["backfill", "--config", cfg.to_str().unwrap()])
+        .env("CALLTRACKD_REST_BACKOFF_MS", "10")
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("cannot reach Twilio's API at {dead}")),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
