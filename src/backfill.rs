@@ -109,9 +109,9 @@ pub fn run(
     report.listed = calls.len();
     for (call, text) in &calls {
         let status = call.status.as_deref().unwrap_or("");
-        let dial_needed = match known(reader, &call.sid)? {
-            Known::New => true,
-            Known::Open { answered } if is_final_status(status) => answered.is_none(),
+        let (is_new, dial_needed) = match known(reader, &call.sid)? {
+            Known::New => (true, true),
+            Known::Open { answered } if is_final_status(status) => (false, answered.is_none()),
             Known::Open { .. } | Known::Final => continue,
         };
         let inbound = call.direction.as_deref() == Some("inbound");
@@ -123,7 +123,6 @@ pub fn run(
         } else {
             None
         };
-        let is_new = matches!(known(reader, &call.sid)?, Known::New);
         let ev = event(client, rules, call, text, leg.as_ref().map(|(c, _)| c));
         if let Outcome::Stored { call: stored, .. } = store(ev)? {
             if is_new {

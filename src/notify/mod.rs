@@ -50,11 +50,15 @@ pub fn events_for(old: Option<&Call>, new: &Call, now: i64) -> Vec<NotifyEvent> 
 /// Now (Unix ms) as notifications see it. Tests move it with
 /// `$CALLTRACKD_TEST_CLOCK_OFFSET` (seconds) to reach the 24 h give-up.
 pub fn now_ms() -> i64 {
-    let offset: i64 = std::env::var("CALLTRACKD_TEST_CLOCK_OFFSET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    crate::clock::now_ms() + offset * 1000
+    // Read once: the writer asks for every request that can notify.
+    static OFFSET_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset = *OFFSET_MS.get_or_init(|| {
+        std::env::var("CALLTRACKD_TEST_CLOCK_OFFSET")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(0, |s| s * 1000)
+    });
+    crate::clock::now_ms() + offset
 }
 
 /// The wait before attempt `attempts + 1`: 10 s, doubling, at most 1 h.
