@@ -641,3 +641,29 @@ fn backfill_escapes_what_the_api_says_and_fails_cleanly_on_garbage_or_no_api() {
     assert!(!text.contains(TOKEN));
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn reconcile_with_the_api_down_logs_why_and_webhooks_go_on() {
+    let fake = Fake::start();
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        crate::notify::receivers::closed_port()
+    );
+    let env = Env::new(&config(&fake, "reconcile_minutes = 1").replace(&fake.base, &dead));
+    let d = Daemon::start(&env, vec![("CALLTRACKD_REST_BACKOFF_MS", "10".into())]);
+    assert!(
+        d.wait_log(
+            &format!("reconcile: cannot reach Twilio's API at {dead}"),
+            Duration::from_secs(20)
+        ),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text().contains("trying again in 1 min"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(post(&d, &incoming("CAstill", TRACKING)), 200);
+    assert_eq!(get(d.addr, "/healthz", &[]).status, 200);
+}
